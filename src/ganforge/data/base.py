@@ -17,6 +17,12 @@ import torch
 class Modality:
     """How samples are stored, fed to models and shown."""
 
+    kind: str = ""
+
+    def to_config(self) -> dict:
+        """A JSON-able description (saved with exported generators)."""
+        return {"kind": self.kind}
+
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -30,6 +36,8 @@ class Modality:
 
 class ImageModality(Modality):
     """uint8 images <-> [-1, 1] floats; rendered as a grid."""
+
+    kind = "image"
 
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x.float().div(127.5).sub(1.0)
@@ -45,8 +53,13 @@ class ImageModality(Modality):
 class PointModality(Modality):
     """float coordinates, used as they are; rendered as a scatter plot of fakes (red) over reals (grey)."""
 
+    kind = "points"
+
     def __init__(self, extent: float):
         self.extent = extent  # half-width of the plotted square
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, "extent": self.extent}
 
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()
@@ -72,6 +85,14 @@ class PointModality(Modality):
             plot(reference, (170, 170, 170), 1)
         plot(x, (220, 30, 30), 1)
         return img
+
+
+MODALITIES = {"image": ImageModality, "points": PointModality}
+
+
+def modality_from_config(cfg: dict) -> Modality:
+    opts = {k: v for k, v in cfg.items() if k != "kind"}
+    return MODALITIES[cfg["kind"]](**opts)
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:

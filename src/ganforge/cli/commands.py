@@ -1,0 +1,179 @@
+"""Subcommands: each `add_*` registers its parser; each `cmd_*` does the work through the public API."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import GanforgeError
+
+
+def _writable_dir(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".ganforge-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise GanforgeError(f"{what} {path}: not writable ({e.strerror})") from e
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------------ train
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a GAN from a YAML config or preset",
+                       description="Train from CONFIG (a YAML file or preset name) with dotted overrides, e.g. "
+                                   "`ganforge train ring8 train.steps=2000 optim.d_lr=4e-4`. Re-running with the "
+                                   "same --out resumes from the latest checkpoint.")
+    p.add_argument("config", help="YAML file or preset name (see `ganforge list presets`)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides (train.steps=2000 regularizers.0.gamma=5)")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from ..config import load_config
+    from ..training.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        print(cfg.to_yaml(), end="")
+        return 0
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _writable_dir(out, "--out")
+    summary = train(cfg, out, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
+        print(f"done: {out} ({shown}); generator exported to {out / 'export'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- sample
+def add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate images from a run or an exported generator")
+    p.add_argument("source", help="run directory, export directory or generator.safetensors")
+    p.add_argument("--n", type=int, default=64, help="number of samples")
+    p.add_argument("--out", default="samples.png", help="grid PNG path, or a directory for one PNG per sample")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
+    p.add_argument("--truncation", type=float, default=None, help="truncation threshold psi (resample |z| > psi)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from ..data.base import image_grid, modality_from_config
+    from ..sampling import generate
+    from ..training.export import load_generator
+    from ..training.logging import save_png
+
+    if args.n < 1:
+        raise GanforgeError(f"--n: expected a positive number of samples, got {args.n}")
+    G = load_generator(args.source, device=args.device)
+    if args.label is not None and not 0 <= args.label < max(G.num_classes, 0):
+        what = "is unconditional" if G.num_classes == 0 else f"has classes 0..{G.num_classes - 1}"
+        raise GanforgeError(f"--class {args.label}: this generator {what}")
+    if args.truncation is not None and args.truncation <= 0:
+        raise GanforgeError(f"--truncation: expected a positive threshold, got {args.truncation}")
+    modality = modality_from_config(G.export_config["modality"])
+    with torch.no_grad():
+        x = generate(G, args.n, seed=args.seed, labels=args.label, truncation=args.truncation, device=args.device)
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        _writable_dir(out.parent if str(out.parent) else Path("."), "--out")
+        save_png(modality.render(x), out)
+        print(f"wrote {out} ({args.n} samples)")
+    else:
+        _writable_dir(out, "--out")
+        for i, img in enumerate(modality.from_model(x)):
+            save_png(image_grid(img[None], nrow=1, pad=0), out / f"{i:06d}.png")
+        print(f"wrote {args.n} images to {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------- list
+def add_list(sub) -> None:
+    p = sub.add_parser("list", help="list registered components (or presets)")
+    p.add_argument("kind", nargs="?", help="architectures, g-conditioning, d-heads, losses, regularizers, "
+                                           "augmentations, datasets, backbones, metrics or presets")
+    p.set_defaults(func=cmd_list)
+
+
+def cmd_list(args) -> int:
+    from ..config import load_raw, presets_dir
+    from ..registries import ALL, load_all
+
+    load_all()
+    kinds = list(ALL) + ["presets"]
+    if args.kind and args.kind not in kinds:
+        raise GanforgeError(f"list {args.kind!r}: unknown kind; choose one of: {', '.join(kinds)}")
+    for kind in [args.kind] if args.kind else kinds:
+        print(f"{kind}:")
+        if kind == "presets":
+            rows = []
+            for p in sorted(presets_dir().glob("*.yaml")):
+                first = p.read_text().splitlines()[0] if p.read_text() else ""
+                rows.append((p.stem, first.lstrip("# ").strip()))
+        else:
+            rows = ALL[kind].describe()
+        width = max((len(n) for n, _ in rows), default=0)
+        for name, desc in rows:
+            print(f"  {name.ljust(width)}  {desc}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------- data
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+    pk = dsub.add_parser("pack", help="pack an image folder or a dataset into one fast-loading file")
+    pk.add_argument("src", help="image folder or registered dataset name")
+    pk.add_argument("out", help="output file (.safetensors)")
+    pk.add_argument("--resolution", help="N for NxN or HxW, e.g. 64 or 64x128 (default: keep the first image's size)")
+    pk.add_argument("--resize", default="center-crop", help="center-crop | pad | stretch")
+    pk.add_argument("--channels", type=int, default=3, help="1 or 3")
+    pk.set_defaults(func=cmd_pack)
+
+
+def _parse_resolution(text: str | None):
+    if text is None:
+        return None
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise GanforgeError(f"--resolution {text!r}: expected N or HxW, e.g. 64 or 64x128") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise GanforgeError(f"--resolution {text!r}: expected N or HxW, e.g. 64 or 64x128")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def cmd_pack(args) -> int:
+    from ..data.pack import pack_source
+
+    out = Path(args.out)
+    _writable_dir(out.parent if str(out.parent) else Path("."), "output")
+    info = pack_source(args.src, str(out), resolution=_parse_resolution(args.resolution), resize=args.resize,
+                       channels=args.channels)
+    print(f"wrote {out}" + (f" ({info})" if info else ""))
+    return 0
+
+
+def _add_demo(sub) -> None:
+    from .demo_cmd import add_demo
+
+    add_demo(sub)
+
+
+def _add_eval(sub) -> None:
+    from .eval_cmd import add_eval
+
+    add_eval(sub)
+
+
+REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo]

@@ -1,0 +1,57 @@
+"""`ganforge eval SOURCE --ref REF`: FID/KID/IS/PRDC/... with the one protocol of `ganforge.evaluate`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import GanforgeError
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a run, export or image folder (FID, KID, IS, PRDC, ...)",
+                       description="SOURCE: run dir, export dir or image folder. REF: dataset name, preset/config, "
+                                   "image folder or saved statistics file (.safetensors from --save-ref, or .npz "
+                                   "with mu/sigma).")
+    p.add_argument("source")
+    p.add_argument("--ref", help="reference set (not needed for IS alone)")
+    p.add_argument("--metrics", default="fid", help="comma-separated metric names (`ganforge list metrics`)")
+    p.add_argument("--backbone", default="inception-fid")
+    p.add_argument("--weights", help="local weights file for the backbone (offline use)")
+    p.add_argument("--resize", help="resize protocol: tf-bilinear, clean or torch-bilinear")
+    p.add_argument("--n", type=int, default=50000, help="images to generate (or to take from an image set)")
+    p.add_argument("--n-ref", type=int, default=None, help="reference images (default: all)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", dest="json_out", help="write the results as JSON here")
+    p.add_argument("--save-ref", help="also save the reference features to this .safetensors file")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the reference cache")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from ..metrics.cache import save_features
+    from ..metrics.evaluate import Evaluator
+
+    if args.n < 1:
+        raise GanforgeError(f"--n: expected a positive number, got {args.n}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.json_out:
+        parent = Path(args.json_out).parent
+        if not os.access(parent if str(parent) else ".", os.W_OK):
+            raise GanforgeError(f"--json {args.json_out}: directory not writable")
+    ev = Evaluator(args.ref, metrics, args.backbone, args.weights, args.resize, args.n_ref, args.batch_size,
+                   args.device, args.seed, progress=True, use_cache=not args.no_cache)
+    results = ev(args.source, args.n)
+    if args.save_ref:
+        if ev.real is None:
+            raise GanforgeError("--save-ref: these metrics use no reference features")
+        save_features(ev.real, args.save_ref)
+    for k, v in results.items():
+        print(f"{k:10s} {v:.6g}")
+    if args.json_out:
+        payload = {**results, "protocol": {"backbone": ev.backbone.protocol_id(), "n": args.n, "seed": args.seed,
+                                           "source": args.source, "ref": args.ref, "metrics": metrics}}
+        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0

@@ -1,0 +1,51 @@
+"""`ganforge` command line: thin wrappers that parse, load the config and call the API.
+
+Errors in user input (`GanforgeError`, unreadable/unwritable files) print one line and exit with status 2; `--debug`
+shows the full traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GanforgeError
+from . import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ganforge", description="Train, evaluate and inspect GANs.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for register in commands.REGISTER:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    args = build_parser().parse_args(argv)
+    args.debug = debug
+    try:
+        return int(args.func(args) or 0)
+    except GanforgeError as e:
+        if debug:
+            raise
+        print(f"ganforge: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ganforge: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganforge: interrupted (the last checkpoint is intact; run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""Run configuration: one YAML file with typed sections, dotted overrides, validation with one-line errors.
+
+Fixed sections (`optim`, `train`, `eval`) are dataclasses whose fields are checked by type. Component sections
+(`data`, `model`, `conditioning.g`, `conditioning.d`, `loss`, `regularizers[i]`, `augment`) are `{name: ..., **options}`
+and are checked against the named component's signature in its registry, so a component's options are documented
+in exactly one place: its constructor.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import GanforgeError
+from .registry import Registry, check_type
+
+
+@dataclass
+class Component:
+    """A component chosen by name with its options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+
+@dataclass
+class OptimConfig:
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    eps: float = 1e-8
+    d_steps: int = 1  # D steps per G step
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # G steps
+    batch_size: int = 64  # global batch (split over ranks and accumulation rounds)
+    accumulate: int = 1  # gradient-accumulation rounds per step
+    ema_decay: float = 0.999
+    ema_start: int = 0  # step from which G_ema averages (before it, G_ema copies G)
+    amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA: GradScaler)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 500
+    keep_ckpts: int = 3
+    mode_every: int = 0  # mode metrics every N steps (0: at the end only); datasets without mode metrics skip
+    grid_size: int = 64  # number of fixed-noise samples in the grid
+    tensorboard: bool = True
+    threads: int = 0  # torch intra-op threads (0: leave torch's default)
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  # evaluate G_ema every N steps (0: never during training)
+    metrics: list[str] = field(default_factory=list)
+    n: int = 10000
+    backbone: str = "inception-fid"
+    weights: str | None = None  # local weights file for the backbone
+    resize: str | None = None  # backbone's default when None
+    ref: str | None = None  # reference: image folder / stats file; None = the training dataset
+    best: str | None = None  # keep a best checkpoint by this metric key (lower is better except is/precision/...)
+    batch_size: int = 100
+
+
+_AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class RunConfig:
+    data: Component
+    model: Component
+    g_cond: Component
+    d_head: Component
+    loss: Component
+    regularizers: list[Component]
+    augment: Component
+    optim: OptimConfig
+    train: TrainConfig
+    eval: EvalConfig
+    seed: int = 0
+
+    @property
+    def conditional(self) -> bool:
+        """Whether labels are fed to G and D (any conditioning other than none/linear)."""
+        return self.g_cond.name != "none" or self.d_head.name != "linear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "conditioning": {"g": self.g_cond.to_dict(), "d": self.d_head.to_dict()},
+            "loss": self.loss.to_dict(),
+            "regularizers": [r.to_dict() for r in self.regularizers],
+            "augment": self.augment.to_dict(),
+            "optim": _plain(dataclasses.asdict(self.optim)),
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+_TOP_KEYS = ("seed", "data", "model", "conditioning", "loss", "regularizers", "augment", "optim", "train", "eval")
+_DEFAULTS = {
+    "seed": 0,
+    "conditioning": {"g": {"name": "none"}, "d": {"name": "linear"}},
+    "loss": {"name": "hinge"},
+    "regularizers": [],
+    "augment": {"name": "none"},
+    "optim": {},
+    "train": {},
+    "eval": {},
+}
+
+
+def _component(raw: Any, registry: Registry, where: str) -> Component:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise GanforgeError(f"{where}: expected a mapping with 'name' (one of: {', '.join(registry.names())}), got {raw!r}")
+    if "name" not in raw:
+        raise GanforgeError(f"{where}.name: missing; choose one of: {', '.join(registry.names())}")
+    opts = {k: v for k, v in raw.items() if k != "name"}
+    name = raw["name"]
+    if not isinstance(name, str):
+        raise GanforgeError(f"{where}.name: expected a string, got {name!r}")
+    return Component(name, registry.validate(name, opts, where))
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise GanforgeError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise GanforgeError(f"{where}.{key}: unknown key; valid keys: {', '.join(names)}")
+        kwargs[key] = check_type(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Validate a raw config mapping (after overrides) into a RunConfig."""
+    from .registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, METRICS,
+                             REGULARIZERS, load_all)
+
+    load_all()
+    if not isinstance(raw, dict):
+        raise GanforgeError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
+    for key in raw:
+        if key not in _TOP_KEYS:
+            raise GanforgeError(f"{key}: unknown top-level key; valid keys: {', '.join(_TOP_KEYS)}")
+    for key in ("data", "model"):
+        if key not in raw:
+            raise GanforgeError(f"{key}: missing section (a mapping with 'name')")
+    raw = {**copy.deepcopy(_DEFAULTS), **raw}
+    cond = raw["conditioning"] or {}
+    if not isinstance(cond, dict) or set(cond) - {"g", "d"}:
+        raise GanforgeError(f"conditioning: expected a mapping with keys g and d, got {cond!r}")
+    regs = raw["regularizers"] or []
+    if not isinstance(regs, list):
+        raise GanforgeError(f"regularizers: expected a list of mappings with 'name', got {regs!r}")
+    cfg = RunConfig(
+        seed=check_type(raw["seed"], int, "seed"),
+        data=_component(raw["data"], DATASETS, "data"),
+        model=_component(raw["model"], ARCHITECTURES, "model"),
+        g_cond=_component(cond.get("g", "none"), G_CONDITIONING, "conditioning.g"),
+        d_head=_component(cond.get("d", "linear"), D_HEADS, "conditioning.d"),
+        loss=_component(raw["loss"], LOSSES, "loss"),
+        regularizers=[_component(r, REGULARIZERS, f"regularizers.{i}") for i, r in enumerate(regs)],
+        augment=_component(raw["augment"], AUGMENTATIONS, "augment"),
+        optim=_section(OptimConfig, raw["optim"], "optim"),
+        train=_section(TrainConfig, raw["train"], "train"),
+        eval=_section(EvalConfig, raw["eval"], "eval"),
+    )
+    _check_values(cfg, METRICS)
+    return cfg
+
+
+def _check_values(cfg: RunConfig, metrics: Registry) -> None:
+    positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
+                "train.accumulate": cfg.train.accumulate, "optim.d_steps": cfg.optim.d_steps,
+                "train.keep_ckpts": cfg.train.keep_ckpts, "eval.n": cfg.eval.n}
+    for key, value in positive.items():
+        if value < 1:
+            raise GanforgeError(f"{key}: expected a positive integer, got {value}")
+    if cfg.train.amp not in _AMP_MODES:
+        raise GanforgeError(f"train.amp: expected one of {', '.join(_AMP_MODES)}, got {cfg.train.amp!r}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise GanforgeError(f"train.ema_decay: expected a value in [0, 1), got {cfg.train.ema_decay}")
+    if cfg.train.batch_size % cfg.train.accumulate:
+        raise GanforgeError(f"train.batch_size: {cfg.train.batch_size} is not divisible by train.accumulate="
+                            f"{cfg.train.accumulate}")
+    for i, m in enumerate(cfg.eval.metrics):
+        metrics.get(m, f"eval.metrics.{i}")
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: YAML scalar/list syntax, with '4e-4'-style floats that YAML 1.1 leaves as strings."""
+    if _NUMBER.match(text.strip()) and not re.match(r"^[+-]?\d+$", text.strip()):
+        return float(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise GanforgeError(f"override value {text!r}: not valid YAML ({e.problem})") from e
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides to a raw config mapping (list items by index: `regularizers.0.gamma=5`)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise GanforgeError(f"override {item!r}: expected KEY=VALUE, e.g. train.steps=2000")
+        key, text = item.split("=", 1)
+        value = parse_value(text)
+        parts = key.strip().split(".")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                node = _list_item(node, part, where)
+                continue
+            if node.get(part) is None:
+                node[part] = copy.deepcopy(_DEFAULTS.get(part, {})) if depth == 0 else {}
+            if isinstance(node[part], str):  # shorthand `g: cbn` -> mapping
+                node[part] = {"name": node[part]}
+            node = node[part]
+            if not isinstance(node, (dict, list)):
+                raise GanforgeError(f"override {key}: {where} is a value, not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            idx = int(last) if last.isdigit() else None
+            if idx is None or idx > len(node):
+                raise GanforgeError(f"override {key}: {last!r} is not a valid index (list has {len(node)} items)")
+            if idx == len(node):
+                node.append(value)
+            else:
+                node[idx] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def _list_item(node: list, part: str, where: str) -> Any:
+    if not part.isdigit():
+        raise GanforgeError(f"override {where}: expected a list index, got {part!r}")
+    idx = int(part)
+    if idx == len(node):
+        node.append({})
+    if idx >= len(node):
+        raise GanforgeError(f"override {where}: index {idx} out of range (list has {len(node)} items)")
+    return node[idx]
+
+
+def load_raw(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file (a preset name like `ring8` finds configs/ring8.yaml)."""
+    p = resolve_preset(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise GanforgeError(f"{p}:{at} not valid YAML ({getattr(e, 'problem', e)})") from e
+    except OSError as e:
+        raise GanforgeError(f"{p}: cannot read config ({e.strerror})") from e
+    if not isinstance(raw, dict):
+        raise GanforgeError(f"{p}: expected a YAML mapping at the top level")
+    return raw
+
+
+def presets_dir() -> Path:
+    """Bundled presets (inside the package) — the repo's configs/ mirrors them."""
+    return Path(__file__).parent / "configs"
+
+
+def resolve_preset(path: str | Path) -> Path:
+    p = Path(path)
+    if p.exists():
+        return p
+    for candidate in (presets_dir() / f"{path}.yaml", presets_dir() / str(path)):
+        if candidate.exists():
+            return candidate
+    names = sorted(q.stem for q in presets_dir().glob("*.yaml"))
+    raise GanforgeError(f"{path}: no such config file or preset; presets: {', '.join(names)}")
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """YAML file (or preset name) + dotted overrides -> validated RunConfig."""
+    return from_dict(apply_overrides(load_raw(path), list(overrides)))

@@ -1,0 +1,107 @@
+"""`ganforge.evaluate`: one protocol for every metric, used by the API, the CLI and the training hook alike."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import GanforgeError
+from ..registries import BACKBONES, METRICS, load_all
+from .base import Features, Metric
+from .cache import cached_features
+from .extract import extract_features
+from .sources import ImageSource, resolve
+
+# metrics where a larger value is better (for keeping the best checkpoint)
+HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "density", "coverage"})
+
+
+def build_backbone(name: str = "inception-fid", weights: str | None = None, device: str | torch.device = "cpu",
+                   resize: str | None = None, **options: Any) -> torch.nn.Module:
+    """A registered feature backbone (`ganforge list backbones`); `resize` selects the resize protocol."""
+    load_all()
+    if resize is not None:
+        options["resize"] = resize
+    return BACKBONES.build(name, options, where="backbone", weights=weights, device=str(device))
+
+
+def build_metrics(names: Sequence[str]) -> list[Metric]:
+    load_all()
+    if not names:
+        raise GanforgeError("metrics: choose at least one of: " + ", ".join(METRICS.names()))
+    return [METRICS.build(m, {}, where=f"metric {m}") for m in names]
+
+
+class Evaluator:
+    """Backbone + metrics + reference features, built once; call it on any source."""
+
+    def __init__(self, reference: Any, metrics: Sequence[str] = ("fid",), backbone: str | torch.nn.Module =
+                 "inception-fid", weights: str | None = None, resize: str | None = None, n_ref: int | None = None,
+                 batch_size: int = 100, device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
+                 use_cache: bool = True):
+        self.metrics = build_metrics(metrics)
+        self.backbone = backbone if isinstance(backbone, torch.nn.Module) else build_backbone(
+            backbone, weights, device, resize)
+        self.batch_size, self.device, self.seed, self.progress = batch_size, device, seed, progress
+        self.fake_needs = frozenset().union(*(m.needs for m in self.metrics))
+        ref_needs = frozenset().union(*(m.reference_needs for m in self.metrics))
+        self.real: Features | None = None
+        if ref_needs:
+            if reference is None:
+                names = [type(m).__name__ for m in self.metrics if m.needs_reference]
+                raise GanforgeError(f"reference: {', '.join(names)} need a reference set (--ref)")
+            ref = resolve(reference, n_ref, seed=seed, device=device, role="reference")
+            if isinstance(ref, Features):
+                self.real = ref
+            else:
+                self.real = cached_features(ref, self.backbone, ref_needs, batch_size, progress, use_cache)
+            self._check_reference(ref_needs)
+
+    def _check_reference(self, needs: frozenset[str]) -> None:
+        missing = [k for k in needs if getattr(self.real, k, None) is None]
+        if missing:
+            raise GanforgeError(f"reference: the saved statistics lack {', '.join(missing)} needed by the chosen "
+                                f"metrics (a stats file with only mu/sigma supports fid)")
+
+    def features(self, source: Any, n: int | None) -> Features:
+        src = resolve(source, n, seed=self.seed, device=self.device, role="source")
+        if isinstance(src, Features):
+            return src
+        return extract_features(src, self.backbone, self.fake_needs, self.batch_size, self.progress)
+
+    def __call__(self, source: Any, n: int | None = None) -> dict[str, float]:
+        fake = self.features(source, n)
+        if self.real is not None and fake.stats is not None and self.real.stats is not None:
+            if fake.stats.num_features != self.real.stats.num_features:
+                raise GanforgeError(f"feature dimensions differ: source {fake.stats.num_features}, reference "
+                                    f"{self.real.stats.num_features} (same backbone for both?)")
+        out: dict[str, float] = {}
+        for m in self.metrics:
+            out.update({k: float(v) for k, v in m.compute(fake, self.real).items()})
+        return out
+
+
+def evaluate(source: Any, reference: Any = None, metrics: Sequence[str] = ("fid",),
+             backbone: str | torch.nn.Module = "inception-fid", n: int | None = 50000, weights: str | None = None,
+             resize: str | None = None, n_ref: int | None = None, batch_size: int = 100,
+             device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
+             use_cache: bool = True) -> dict[str, float]:
+    """Evaluate `source` against `reference`.
+
+    Args:
+        source: a generator module, a run/export directory, an image folder, a dataset name, a uint8 tensor
+            (N, C, H, W), or a saved statistics file.
+        reference: same kinds (dataset name, preset, folder, stats file .safetensors/.npz); None for IS alone.
+        metrics: registered metric names (`ganforge list metrics`): fid, kid, is, prdc, ifid, fid_inf, ...
+        backbone: registered backbone name or a Backbone instance; `weights` a local weights file.
+        n: images to generate from a generator (or to take from a fixed set); n_ref: reference images (None: all).
+        resize: resize protocol (tf-bilinear, clean, torch-bilinear); None keeps the backbone's default.
+        seed: latent/label seed for generated images and subset seed for image sets.
+    Returns:
+        {"fid": ..., "kid": ..., "kid_std": ..., "is": ..., "is_std": ..., "precision": ..., ...}
+    """
+    ev = Evaluator(reference, metrics, backbone, weights, resize, n_ref, batch_size, device, seed, progress, use_cache)
+    return ev(source, n)
+
+
+__all__ = ["evaluate", "Evaluator", "build_backbone", "build_metrics", "HIGHER_IS_BETTER", "ImageSource"]

@@ -1,0 +1,156 @@
+"""Image sources for evaluation: a generator, a dataset, an image folder, a run/export dir, or a uint8 tensor.
+
+Every source yields uint8 (B, C, H, W) batches (generated images are quantized with rounding first) and says how many
+images it has and, for fixed image sets, a fingerprint that keys the feature cache (generators are never cached).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from ..data.base import Dataset, ImageModality
+from ..errors import GanforgeError
+
+Batches = Iterator[tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+@dataclass
+class ImageSource:
+    description: str
+    n: int
+    fingerprint: str | None  # None: not cacheable (generated images)
+    batches: Callable[[int], Batches]  # batch_size -> uint8 image batches with labels (or None)
+    has_labels: bool = False
+
+
+def from_generator(G: nn.Module, n: int, seed: int = 0, device: torch.device | str | None = None,
+                   truncation: float | None = None, description: str = "generator") -> ImageSource:
+    """n images of G (class labels drawn uniformly for conditional G), quantized to uint8 with rounding."""
+    if len(getattr(G, "img_shape", ())) != 3:
+        raise GanforgeError(f"{description}: produces points, not images; image metrics need an image generator "
+                            f"(use the mode metrics for 2-D sets)")
+    from ..sampling import generate_batches
+
+    quantize = ImageModality().from_model
+    was_training = G.training
+    G.eval()
+
+    def batches(batch_size: int) -> Batches:
+        try:
+            for x, y in generate_batches(G, n, seed=seed, batch_size=batch_size, truncation=truncation,
+                                         device=device):
+                yield quantize(x), y
+        finally:
+            G.train(was_training)
+
+    return ImageSource(description, n, None, batches, has_labels=G.num_classes > 0)
+
+
+def from_dataset(ds: Dataset, n: int | None, seed: int = 0, description: str = "dataset") -> ImageSource:
+    """The first n images of a seeded permutation of `ds` (all of them, in order, when n is None or >= len)."""
+    total = len(ds)
+    if total == 0:
+        raise GanforgeError(f"{description}: no images")
+    if len(ds.info.shape) != 3:
+        raise GanforgeError(f"{description}: holds points, not images; image metrics need images")
+    if n is not None and n > total:
+        warnings.warn(f"{description}: {n} images requested but only {total} exist; using all {total}", stacklevel=2)
+    if n is None or n >= total:
+        idx, n = torch.arange(total), total
+    else:
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+
+    def batches(batch_size: int) -> Batches:
+        for i in range(0, n, batch_size):
+            x, y = ds.get_batch(idx[i: i + batch_size])
+            yield x, y
+
+    fp = f"{ds.fingerprint()}|n={n}|seed={seed if n < total else 'all'}"
+    return ImageSource(description, n, fp, batches, has_labels=ds.info.num_classes > 1)
+
+
+def from_tensor(images: torch.Tensor, labels: torch.Tensor | None = None, description: str = "images") -> ImageSource:
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise GanforgeError(f"{description}: expected a uint8 tensor (N, C, H, W), got {images.dtype} "
+                            f"{tuple(images.shape)}")
+
+    def batches(batch_size: int) -> Batches:
+        for i in range(0, len(images), batch_size):
+            yield images[i: i + batch_size], None if labels is None else labels[i: i + batch_size]
+
+    return ImageSource(description, len(images), None, batches, has_labels=labels is not None)
+
+
+def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | None = None, role: str = "source"):
+    """Turn what a user passes (module, tensor, dataset, path, dataset name, preset) into an ImageSource.
+
+    Returns a `Features` object instead when `spec` is a saved statistics file.
+    """
+    from ..data.base import Dataset as _Dataset
+
+    if isinstance(spec, ImageSource):
+        return spec
+    if isinstance(spec, nn.Module):
+        return from_generator(spec, _need_n(n, role), seed, device, description=f"{role} generator")
+    if isinstance(spec, torch.Tensor):
+        return from_tensor(spec, description=role)
+    if isinstance(spec, _Dataset):
+        return from_dataset(spec, n, seed, description=f"{role} dataset")
+    if not isinstance(spec, (str, Path)):
+        raise GanforgeError(f"{role}: cannot evaluate a {type(spec).__name__}")
+    text = str(spec)
+    path = Path(text)
+    if path.is_file() and path.suffix in (".npz", ".safetensors"):
+        from .cache import load_stats_file
+
+        return load_stats_file(path)
+    if path.is_dir():
+        from ..training.export import find_export, load_generator
+
+        try:
+            export = find_export(path)
+        except GanforgeError:
+            export = None
+        if export is not None:
+            G = load_generator(export, device=device or "cpu")
+            return from_generator(G, _need_n(n, role), seed, device, description=f"{role} {export}")
+        return from_dataset(_folder(path), n, seed, description=f"{role} folder {path}")
+    if path.exists():
+        raise GanforgeError(f"{role} {path}: expected a run/export directory, an image folder or a stats file "
+                            f"(.npz / .safetensors)")
+    return from_dataset(_named_dataset(text, role), n, seed, description=f"{role} {text}")
+
+
+def _need_n(n: int | None, role: str) -> int:
+    if n is None or n < 1:
+        raise GanforgeError(f"{role}: how many images to generate? pass n (e.g. --n 10000)")
+    return n
+
+
+def _folder(path: Path) -> Dataset:
+    from ..registries import DATASETS, load_all
+
+    load_all()
+    return DATASETS.build("folder", {"root": str(path)}, where=str(path), split="train", cache_dir=None)
+
+
+def _named_dataset(text: str, role: str) -> Dataset:
+    """A registered dataset name, or a config/preset whose data section names one."""
+    from ..config import load_config
+    from ..registries import DATASETS, load_all
+    from ..training.build import build_dataset
+
+    load_all()
+    if text in DATASETS:
+        return DATASETS.build(text, {}, where=role, split="train", cache_dir=None)
+    try:
+        cfg = load_config(text)
+    except GanforgeError:
+        raise GanforgeError(f"{role} {text!r}: not a file, folder, dataset name ({', '.join(DATASETS.names())}) "
+                            f"or config preset") from None
+    return build_dataset(cfg.data)

@@ -1,0 +1,37 @@
+"""Periodic evaluation of G_ema during training (`eval.every`, `eval.metrics`, `eval.n`), best-checkpoint tracking.
+
+It goes through the same `Evaluator` as `ganforge.evaluate` and `ganforge eval`, with the same seed, so a training
+log's FID equals the CLI's on the exported generator.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import RunConfig
+from ..data.base import Dataset
+from .evaluate import HIGHER_IS_BETTER, Evaluator
+
+
+class EvalHook:
+    def __init__(self, cfg: RunConfig, dataset: Dataset, device: torch.device):
+        e = cfg.eval
+        reference = e.ref if e.ref is not None else dataset
+        self.n = e.n
+        self.evaluator = Evaluator(reference, e.metrics, e.backbone, e.weights, e.resize, None, e.batch_size,
+                                   device, seed=0, progress=False)
+        self.best_key = e.best or e.metrics[0]
+        self.best: float | None = None
+
+    def __call__(self, G_ema: torch.nn.Module, step: int) -> dict[str, float]:
+        return self.evaluator(G_ema, self.n)
+
+    def is_best(self, results: dict[str, float]) -> bool:
+        value = results.get(self.best_key)
+        if value is None or not math.isfinite(value):
+            return False
+        better = self.best is None or (value > self.best if self.best_key in HIGHER_IS_BETTER else value < self.best)
+        if better:
+            self.best = value
+        return better

@@ -1,0 +1,89 @@
+"""Inference export: `generator.safetensors` + `config.json`, loadable without the training code path.
+
+The config names the architecture and G conditioning with their options (a component's constructor arguments are
+its config), the sample shape, number of classes and modality; `load_generator` rebuilds G from the registries and
+loads the weights from safetensors (no pickle).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import GanforgeError
+
+FORMAT = "ganforge-generator"
+
+
+def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
+    """Write G's weights and `meta` (architecture, g_conditioning, img_shape, num_classes, modality, ...)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()}
+    tmp = out_dir / ".generator.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    os.replace(tmp, out_dir / "generator.safetensors")
+    cfg = {"format": FORMAT, "version": 1, **meta}
+    tmp = out_dir / ".config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=2))
+    os.replace(tmp, out_dir / "config.json")
+    return out_dir
+
+
+def find_export(path: str | os.PathLike) -> Path:
+    """Accept an export dir, its generator.safetensors, or a run dir containing export/."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".safetensors":
+        p = p.parent
+    if (p / "export" / "config.json").exists():
+        p = p / "export"
+    if not (p / "config.json").exists() or not (p / "generator.safetensors").exists():
+        raise GanforgeError(f"{path}: no exported generator here (expected config.json + generator.safetensors, or a "
+                            f"finished run dir with export/)")
+    return p
+
+
+def read_export_config(directory: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((directory / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise GanforgeError(f"{directory / 'config.json'}: unreadable export config ({e})") from e
+    if cfg.get("format") != FORMAT:
+        raise GanforgeError(f"{directory / 'config.json'}: not a ganforge generator export (format={cfg.get('format')!r})")
+    return cfg
+
+
+def build_generator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
+    from ..registries import ARCHITECTURES, G_CONDITIONING, load_all
+
+    load_all()
+    arch, cond = cfg["architecture"], cfg["g_conditioning"]
+    num_classes = int(cfg["num_classes"])
+    g_cond = G_CONDITIONING.build(cond["name"], cond.get("options", {}), where="g_conditioning",
+                                  num_classes=num_classes)
+    pair = ARCHITECTURES.build(arch["name"], arch.get("options", {}), where="architecture",
+                               img_shape=tuple(cfg["img_shape"]), num_classes=num_classes, g_cond=g_cond)
+    return pair.G
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild an exported generator in eval mode; `G.export_config` holds its config.json."""
+    directory = find_export(path)
+    cfg = read_export_config(directory)
+    G = build_generator_from_meta(cfg)
+    weights = directory / "generator.safetensors"
+    try:
+        state = load_file(str(weights))
+    except Exception as e:
+        raise GanforgeError(f"{weights}: unreadable safetensors file ({e})") from e
+    try:
+        G.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise GanforgeError(f"{weights}: weights do not match the architecture in config.json "
+                            f"({str(e).splitlines()[0]})") from e
+    G.export_config = cfg
+    return G.to(device).eval()

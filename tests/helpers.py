@@ -1,0 +1,32 @@
+"""Shared test utilities: tiny run configs and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+TINY_POINTS = {
+    "seed": 0,
+    "data": {"name": "ring8", "n": 2000},
+    "model": {"name": "mlp", "z_dim": 4, "hidden": 32, "layers": 2},
+    "loss": {"name": "vanilla"},
+    "optim": {"g_lr": 1e-3, "d_lr": 1e-3},
+    "train": {"steps": 30, "batch_size": 32, "log_every": 5, "sample_every": 1000, "ckpt_every": 10,
+              "mode_every": 0, "tensorboard": False, "threads": 1},
+}
+
+
+def write_config(tmp_path: Path, cfg: dict, name: str = "run.yaml") -> Path:
+    path = Path(tmp_path) / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m ganforge ARGS` in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ganforge", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -1,0 +1,90 @@
+"""Config: YAML + dotted overrides -> validated RunConfig; one-line errors naming the key and the choices."""
+import pytest
+import yaml
+
+from ganforge.config import apply_overrides, from_dict, load_config, parse_value, presets_dir
+from ganforge.errors import GanforgeError
+from ganforge.registries import ARCHITECTURES, DATASETS, LOSSES, load_all
+
+load_all()
+
+BASE = {"data": {"name": "ring8"}, "model": {"name": "mlp"}}
+
+
+def test_defaults_fill_sections():
+    cfg = from_dict(BASE)
+    assert cfg.loss.name == "hinge" and cfg.g_cond.name == "none" and cfg.d_head.name == "linear"
+    assert cfg.train.steps > 0 and cfg.optim.betas == (0.5, 0.999)
+    assert not cfg.conditional
+
+
+def test_overrides_set_nested_values_and_parse_numbers():
+    raw = apply_overrides(BASE, ["train.steps=2000", "optim.d_lr=4e-4", "conditioning.g=cbn",
+                                 "regularizers.0.name=r1", "regularizers.0.gamma=0.5", "train.amp=bf16"])
+    cfg = from_dict(raw)
+    assert cfg.train.steps == 2000 and cfg.optim.d_lr == pytest.approx(4e-4)
+    assert cfg.g_cond.name == "cbn" and cfg.conditional
+    assert cfg.regularizers[0].name == "r1" and cfg.regularizers[0].options["gamma"] == 0.5
+    assert cfg.train.amp == "bf16"
+
+
+def test_parse_value_handles_yaml11_exponents():
+    assert parse_value("4e-4") == pytest.approx(4e-4)
+    assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
+    assert parse_value("[0.0, 0.99]") == [0.0, 0.99]
+    assert parse_value("true") is True
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({**BASE, "trian": {}}, "trian: unknown top-level key"),
+    ({**BASE, "train": {"stpes": 3}}, "train.stpes: unknown key; valid keys: steps"),
+    ({**BASE, "train": {"steps": "many"}}, "train.steps: expected an integer"),
+    ({**BASE, "optim": {"g_lr": "fast"}}, "optim.g_lr: expected a number"),
+    ({**BASE, "loss": {"name": "nope"}}, "loss: unknown loss 'nope'; choose one of:"),
+    ({**BASE, "model": {"name": "mlp", "widht": 3}}, "model.widht: unknown option for architecture 'mlp'"),
+    ({"model": {"name": "mlp"}}, "data: missing section"),
+    ({**BASE, "train": {"amp": "fp8"}}, "train.amp: expected one of"),
+    ({**BASE, "train": {"batch_size": 10, "accumulate": 3}}, "not divisible"),
+    ({**BASE, "eval": {"metrics": ["fdi"]}}, "eval.metrics.0: unknown metric 'fdi'"),
+])
+def test_bad_configs_give_one_line_errors(raw, needle):
+    with pytest.raises(GanforgeError) as e:
+        from_dict(raw)
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_unknown_component_lists_every_choice():
+    with pytest.raises(GanforgeError) as e:
+        from_dict({**BASE, "model": {"name": "nope"}})
+    for name in ARCHITECTURES.names():
+        assert name in str(e.value)
+
+
+def test_resolved_config_round_trips_through_yaml():
+    cfg = from_dict(apply_overrides(BASE, ["regularizers.0.name=r1", "train.steps=7"]))
+    again = from_dict(yaml.safe_load(cfg.to_yaml()))
+    assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in presets_dir().glob("*.yaml")))
+def test_every_preset_validates(preset):
+    cfg = load_config(preset)
+    assert cfg.data.name in DATASETS and cfg.model.name in ARCHITECTURES and cfg.loss.name in LOSSES
+
+
+def test_required_presets_exist():
+    names = {p.stem for p in presets_dir().glob("*.yaml")}
+    assert {"ring8", "grid25", "digits", "stacked-digits", "cifar10-sngan"} <= names
+
+
+def test_missing_config_file_names_presets(tmp_path):
+    with pytest.raises(GanforgeError, match="no such config file or preset; presets:"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("data: {name: ring8\nmodel: [\n")
+    with pytest.raises(GanforgeError, match="bad.yaml"):
+        load_config(p)

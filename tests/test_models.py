@@ -1,0 +1,168 @@
+"""Architectures x G conditioning x D heads, at tiny sizes; shape support; spectral norm in built models."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganforge.conditioning  # noqa: F401  (registration)
+import ganforge.models  # noqa: F401  (registration)
+from ganforge.errors import GanforgeError
+from ganforge.models.base import Discriminator
+from ganforge.nn import has_sn, top_singular_value, weight_layers
+from ganforge.registries import ARCHITECTURES, D_HEADS, G_CONDITIONING
+
+SHAPES = [(3, 16, 16), (1, 16, 16), (3, 16, 32), (2,)]
+TINY = {"g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 8}  # applied where an architecture has the option
+B = 4
+
+
+def tiny(arch: str, **extra) -> dict:
+    options = ARCHITECTURES.get(arch).options()
+    return {**{k: v for k, v in TINY.items() if k in options}, **extra}
+
+
+def build(arch: str, shape: tuple, cond: str = "none", num_classes: int = 0, **extra):
+    g_cond = G_CONDITIONING.build(cond, {}, num_classes=num_classes)
+    return ARCHITECTURES.build(arch, tiny(arch, **extra), img_shape=shape, num_classes=num_classes, g_cond=g_cond)
+
+
+def test_builtin_architectures_registered():
+    assert {"mlp", "dcgan", "resnet"} <= set(ARCHITECTURES.names())
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+@pytest.mark.parametrize("head_name", D_HEADS.names())
+@pytest.mark.parametrize("cond_name", G_CONDITIONING.names())
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_architecture_combination(arch, shape, cond_name, head_name, num_classes):
+    torch.manual_seed(0)
+    try:
+        g_cond = G_CONDITIONING.build(cond_name, {}, num_classes=num_classes)
+        G, backbone = ARCHITECTURES.build(arch, tiny(arch), img_shape=shape, num_classes=num_classes, g_cond=g_cond)
+        head = D_HEADS.build(head_name, {}, in_features=backbone.feature_dim, num_classes=num_classes)
+    except GanforgeError as err:  # unsupported combination: must say why in one line
+        assert ("num_classes" in str(err) and num_classes == 0) or ("shape" in str(err) and len(shape) == 1)
+        pytest.skip(f"unsupported: {err}")
+    D = Discriminator(backbone, head)
+    assert G.z_dim == tiny(arch).get("z_dim", G.z_dim) and G.img_shape == shape
+
+    # G output: shape, finite, in [-1, 1] for images
+    z = G.sample_z(B)
+    y = torch.arange(B) % num_classes if num_classes else None
+    x = G(z, y)
+    assert x.shape == (B, *shape) and torch.isfinite(x).all()
+    if len(shape) == 3:
+        assert x.abs().max() <= 1.0
+
+    # D(x, y): one logit per sample; backward reaches every G and D parameter with finite grads
+    out = D(x, y)
+    assert out.adv.shape == (B,)
+    out.adv.mean().backward()
+    for name, p in [*G.named_parameters(), *D.named_parameters()]:
+        assert p.grad is not None, f"no grad for {name}"
+        assert torch.isfinite(p.grad).all(), f"non-finite grad for {name}"
+
+    # conditional G: outputs depend on y (perturb weights so cBN's gamma=1/beta=0 init does not hide it);
+    # unconditional G: outputs ignore y
+    if num_classes:
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            y0, y1 = torch.tensor([0, 1, 2, 0]), torch.tensor([1, 2, 0, 2])
+            x0, x1 = G(z, y0), G(z, y1)
+        differs = (x0 - x1).flatten(1).abs().amax(dim=1) > 1e-6  # per sample
+        assert bool(differs.all()) == (cond_name != "none")
+        if cond_name == "none":
+            assert torch.allclose(x0, x1)
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.parametrize("shape,base,steps", [((3, 8, 8), (4, 4), 1), ((1, 28, 28), (7, 7), 2),
+                                              ((3, 32, 32), (4, 4), 3), ((3, 64, 64), (4, 4), 4),
+                                              ((3, 128, 128), (4, 4), 5), ((3, 32, 64), (4, 8), 3)])
+def test_conv_sizes(arch, shape, base, steps):
+    torch.manual_seed(0)
+    G, D = build(arch, shape, g_ch=4, d_ch=4)
+    assert G.base == base
+    up_layers = G.ups if arch == "dcgan" else G.blocks
+    assert len(up_layers) == steps
+    x = G(G.sample_z(2))
+    assert x.shape == (2, *shape)
+    assert D.features(x).shape == (2, D.feature_dim)
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.parametrize("shape", [(3, 30, 30), (3, 4, 4), (3, 16, 18), (3, 17, 16), (2,)])
+def test_conv_unsupported_shapes(arch, shape):
+    with pytest.raises(GanforgeError, match=arch):
+        build(arch, shape)
+
+
+def test_resnet_32px_is_sngan_layout():
+    torch.manual_seed(0)
+    G, D = build("resnet", (3, 32, 32), g_ch=16, d_ch=8)
+    assert len(G.blocks) == 3 and all(b.conv1.out_channels == 16 for b in G.blocks)  # 4 -> 8 -> 16 -> 32, constant
+    assert len(D.blocks) == 4 and D.feature_dim == 8  # optimized + 1 down + 2 plain, global sum pooling
+    assert [bool(getattr(b, "down", True)) for b in D.blocks] == [True, True, False, False]
+
+
+def test_resnet_widths_halve_above_full_width_res():
+    G, D = build("resnet", (3, 128, 128), g_ch=32, d_ch=32)
+    assert [b.conv2.out_channels for b in G.blocks] == [32, 32, 32, 16, 8]  # 8, 16, 32 | 64, 128
+    assert D.blocks[0].conv1.out_channels == 16 and D.feature_dim == 32  # 64x64 after the first block
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_d_sn_option_normalizes_every_d_layer(arch):
+    if "d_sn" not in ARCHITECTURES.get(arch).options():
+        pytest.skip("no d_sn option")
+    torch.manual_seed(0)
+    shape = (3, 16, 16)
+    G, D = build(arch, shape, d_sn=True)
+    layers = list(weight_layers(D))
+    assert layers and all(has_sn(m) for m in layers)
+    for _ in range(3):  # a few power-iteration steps
+        D.features(torch.randn(2, *shape))
+    for m in layers:
+        assert top_singular_value(m).item() == pytest.approx(1.0, abs=0.02)
+    _, D_plain = build(arch, shape, d_sn=False)
+    assert not any(has_sn(m) for m in weight_layers(D_plain))
+
+
+def test_resnet_g_sn_leaves_cbn_alone():
+    G, _ = build("resnet", (3, 16, 16), cond="cbn", num_classes=3, g_sn=True)
+    assert all(has_sn(m) for m in weight_layers(G))
+    assert torch.equal(G.blocks[0].norm1.gamma.weight, torch.ones(3, 8))  # not normalized, not re-initialised
+
+
+def test_mlp_points_output_and_tanh_option():
+    torch.manual_seed(0)
+    G, _ = build("mlp", (2,))
+    with torch.no_grad():
+        G.out.weight.mul_(100.0)
+    assert G(G.sample_z(64)).abs().max() > 1.0  # points: linear output by default
+    G_tanh, _ = build("mlp", (2,), tanh=True)
+    with torch.no_grad():
+        G_tanh.out.weight.mul_(100.0)
+    assert G_tanh(G_tanh.sample_z(64)).abs().max() <= 1.0
+
+
+def test_mlp_carries_cbn_labels_without_g_norm():
+    G, _ = build("mlp", (2,), cond="cbn", num_classes=3, g_norm=False)
+    assert all(hasattr(n, "gamma") for n in G.norms)  # cBN switched on: the only way labels can enter
+    G_unc, _ = build("mlp", (2,), cond="none", num_classes=3, g_norm=False)
+    assert not any(p.numel() for n in G_unc.norms for p in n.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_unknown_init_lists_choices(arch):
+    with pytest.raises(GanforgeError, match="init.*ortho.*xavier"):
+        build(arch, (3, 16, 16), init="he")
+
+
+def test_options_validated_by_registry():
+    with pytest.raises(GanforgeError, match="g_ch"):
+        build("dcgan", (3, 16, 16), g_ch="wide")
+    with pytest.raises(GanforgeError, match="layers"):
+        build("mlp", (2,), layers=0)

@@ -1,0 +1,329 @@
+"""Adversarial losses and regularizers: each term checked against the formula that defines it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ganforge.conditioning.base import DOutput
+from ganforge.errors import GanforgeError
+from ganforge.objectives import AdversarialLoss, Context, ObjectiveTerm
+from ganforge.registries import LOSSES, REGULARIZERS
+
+
+class FnD(nn.Module):
+    """D(x, y) = fn(x) as a DOutput; counts its calls."""
+
+    def __init__(self, fn, params: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.fn = fn
+        self.p = nn.ParameterDict({k: nn.Parameter(v) for k, v in (params or {}).items()})
+        self.calls = 0
+
+    def forward(self, x, y=None):
+        self.calls += 1
+        return DOutput(adv=self.fn(self, x))
+
+
+class MLPD(nn.Module):
+    """A small smooth MLP discriminator on flattened inputs."""
+
+    def __init__(self, n_in: int, hidden: int = 8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.calls = 0
+
+    def forward(self, x, y=None):
+        self.calls += 1
+        return DOutput(adv=self.net(x).squeeze(1))
+
+
+class MLPG(nn.Module):
+    def __init__(self, z_dim: int, n_out: int):
+        super().__init__()
+        self.net = nn.Linear(z_dim, n_out)
+
+    def forward(self, z, y=None):
+        return self.net(z)
+
+
+class IdentityG(nn.Module):
+    def forward(self, z, y=None):
+        return z
+
+
+def logit_d(_, x):
+    return x[:, 0]  # the input's first coordinate *is* the logit
+
+
+def ctx_with_logits(real: torch.Tensor, fake: torch.Tensor, phase: str) -> Context:
+    """A Context whose D returns the given logits: reals/fakes are (B, 1) columns of logits."""
+    return Context(G=IdentityG(), D=FnD(logit_d), real=real[:, None], y_real=None, z=fake[:, None], y_fake=None,
+                   phase=phase)
+
+
+def sp(t: float) -> float:
+    return math.log1p(math.exp(t))
+
+
+REAL = [1.0, -2.0, 0.5]
+FAKE = [0.5, -1.0, 3.0]
+
+
+def mean(v):
+    return sum(v) / len(v)
+
+
+EXPECTED = {  # name -> (D loss, G loss) on REAL / FAKE, computed by hand from each paper's formula
+    "vanilla": (mean([sp(-r) for r in REAL]) + mean([sp(f) for f in FAKE]), mean([sp(-f) for f in FAKE])),
+    "lsgan": (mean([0.5 * (r - 1) ** 2 for r in REAL]) + mean([0.5 * f ** 2 for f in FAKE]),
+              mean([0.5 * (f - 1) ** 2 for f in FAKE])),
+    "hinge": (mean([max(0, 1 - r) for r in REAL]) + mean([max(0, 1 + f) for f in FAKE]), -mean(FAKE)),
+    "wasserstein": (mean(FAKE) - mean(REAL), -mean(FAKE)),
+    "relativistic": (mean([sp(f - r) for r, f in zip(REAL, FAKE)]), mean([sp(r - f) for r, f in zip(REAL, FAKE)])),
+}
+
+
+def test_every_loss_has_expected_values():
+    assert set(EXPECTED) <= set(LOSSES.names())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_loss_values_on_known_logits(name):
+    real, fake = torch.tensor(REAL), torch.tensor(FAKE)
+    loss = LOSSES.build(name)
+    d_expected, g_expected = EXPECTED[name]
+    d = loss.d_terms(ctx_with_logits(real, fake, "D"))
+    g = loss.g_terms(ctx_with_logits(real, fake, "G"))
+    assert set(d) == {"d_loss"} and set(g) == {"g_loss"}
+    assert d["d_loss"].item() == pytest.approx(d_expected, rel=1e-5)
+    assert g["g_loss"].item() == pytest.approx(g_expected, rel=1e-5)
+    assert d["d_loss"].dim() == 0 and g["g_loss"].dim() == 0
+
+
+def test_lsgan_targets_and_wasserstein_drift():
+    real, fake = torch.tensor(REAL), torch.tensor(FAKE)
+    ls = LOSSES.build("lsgan", {"real_target": 1, "fake_target": -1, "g_target": 0})
+    assert ls.d_loss(real, fake).item() == pytest.approx(
+        mean([0.5 * (r - 1) ** 2 for r in REAL]) + mean([0.5 * (f + 1) ** 2 for f in FAKE]), rel=1e-6)
+    assert ls.g_loss(fake).item() == pytest.approx(mean([0.5 * f ** 2 for f in FAKE]), rel=1e-6)
+    w = LOSSES.build("wasserstein", {"drift": 0.001})
+    assert w.d_loss(real, fake).item() == pytest.approx(
+        mean(FAKE) - mean(REAL) + 0.001 * mean([r * r for r in REAL]), rel=1e-6)
+    with pytest.raises(GanforgeError, match="drift"):
+        LOSSES.build("wasserstein", {"drift": -1.0})
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_loss_is_an_objective_term(name):
+    loss = LOSSES.build(name)
+    assert isinstance(loss, AdversarialLoss) and isinstance(loss, ObjectiveTerm)
+    assert loss.every == 1
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_d_loss_decreases_as_real_logits_rise_and_fake_logits_fall(name):
+    loss = LOSSES.build(name)
+    fake = torch.tensor([0.2, 0.3])  # above every fake target, so D wants them lower
+    low, high = torch.tensor([-0.5, 0.1]), torch.tensor([0.5, 0.6])
+    d_low = loss.d_terms(ctx_with_logits(low, fake, "D"))["d_loss"]
+    d_high = loss.d_terms(ctx_with_logits(high, fake, "D"))["d_loss"]
+    assert d_high < d_low
+    # ... and through autograd: dL_D/dD(x_r) < 0, dL_D/dD(x_f) > 0 at these logits.
+    r = low.clone().requires_grad_(True)
+    f = fake.clone().requires_grad_(True)
+    gr, gf = torch.autograd.grad(loss.d_loss(r, f), (r, f))
+    assert (gr < 0).all() and (gf > 0).all()
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_g_loss_gradient_pushes_fake_logits_up(name):
+    loss = LOSSES.build(name)
+    z = torch.tensor([[-0.7], [0.2], [0.4]], requires_grad=True)  # G = identity, D = first coordinate: z is the logit
+    ctx = Context(G=IdentityG(), D=FnD(logit_d), real=torch.tensor([[0.3], [-0.1], [0.9]]), y_real=None, z=z,
+                  y_fake=None, phase="G")
+    (grad,) = torch.autograd.grad(loss.g_terms(ctx)["g_loss"], z)
+    assert (grad < 0).all()
+
+
+def test_context_caches_d_real_across_terms():
+    torch.manual_seed(0)
+    D, G = MLPD(4), MLPG(3, 4)
+    ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="D")
+    terms = {}
+    for term in (LOSSES.build("vanilla"), REGULARIZERS.build("lecam")):
+        terms.update(term.d_terms(ctx))
+    assert set(terms) == {"d_loss", "lecam"}
+    assert D.calls == 2  # one D(real) and one D(fake), shared by both terms
+    _ = (ctx.d_real, ctx.d_fake)
+    assert D.calls == 2
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_d_phase_fakes_are_detached_and_g_phase_fakes_are_not(name):
+    torch.manual_seed(0)
+    D, G = MLPD(4), MLPG(3, 4)
+    real, z = torch.randn(6, 4), torch.randn(6, 3)
+    loss = LOSSES.build(name)
+    d = loss.d_terms(Context(G=G, D=D, real=real, y_real=None, z=z, y_fake=None, phase="D"))["d_loss"]
+    d.backward()
+    assert all(p.grad is None for p in G.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters())
+    D.zero_grad()
+    g = loss.g_terms(Context(G=G, D=D, real=real, y_real=None, z=z, y_fake=None, phase="G"))["g_loss"]
+    g.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+
+
+# ---- gradient penalty -------------------------------------------------------------------------------------------
+
+def test_gp_on_linear_d_equals_weight_times_norm_gap():
+    torch.manual_seed(0)
+    w = torch.randn(2, 3, 4, 4)  # D(x) = <w, x> on (C, H, W) images: grad_x D = w everywhere
+    D = FnD(lambda m, x: (x * m.p["w"]).flatten(1).sum(1), {"w": w})
+    real, fake = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    ctx = Context(G=IdentityG(), D=D, real=real, y_real=None, z=fake, y_fake=None, phase="D")
+    gp = REGULARIZERS.build("gp", {"weight": 10.0})
+    out = gp.d_terms(ctx)
+    assert set(out) == {"gp"}
+    norms = w.flatten(1).norm(dim=1)
+    assert out["gp"].item() == pytest.approx(10.0 * ((norms - 1) ** 2).mean().item(), rel=1e-5)
+    # The penalty backpropagates into D: d/dw of weight * mean((||w_b|| - 1)^2).
+    out["gp"].backward()
+    expected = 10.0 * 2 * (norms - 1)[:, None] * w.flatten(1) / norms[:, None] / 2
+    torch.testing.assert_close(D.p["w"].grad.flatten(1), expected)
+    zero = REGULARIZERS.build("gp", {"weight": 2.0, "center": 0.0}).d_terms(ctx)["gp"]
+    assert zero.item() == pytest.approx(2.0 * (norms ** 2).mean().item(), rel=1e-5)
+
+
+def test_gp_on_quadratic_d_is_taken_at_the_interpolates():
+    # D(x) = 0.5 ||x||^2 has grad x; with reals == fakes every interpolate equals the real sample.
+    D = FnD(lambda m, x: 0.5 * x.flatten(1).pow(2).sum(1))
+    real = torch.tensor([[3.0, 4.0], [0.0, 0.5]])
+    ctx = Context(G=IdentityG(), D=D, real=real, y_real=None, z=real.clone(), y_fake=None, phase="D")
+    out = REGULARIZERS.build("gp", {"weight": 1.0}).d_terms(ctx)["gp"]
+    assert out.item() == pytest.approx(((5.0 - 1) ** 2 + (0.5 - 1) ** 2) / 2, rel=1e-6)
+    # With reals != fakes the interpolate is t x_r + (1 - t) x_f with t ~ U(0,1) drawn from the global RNG.
+    fake = torch.tensor([[-1.0, 2.0], [1.0, 1.0]])
+    ctx = Context(G=IdentityG(), D=D, real=real, y_real=None, z=fake, y_fake=None, phase="D")
+    torch.manual_seed(3)
+    got = REGULARIZERS.build("gp", {"weight": 1.0}).d_terms(ctx)["gp"]
+    torch.manual_seed(3)
+    t = torch.rand(2, 1)
+    x_hat = t * real + (1 - t) * fake
+    assert got.item() == pytest.approx(((x_hat.norm(dim=1) - 1) ** 2).mean().item(), rel=1e-5)
+
+
+# ---- R1 / R2 ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["r1", "r2"])
+def test_r1_r2_equal_half_gamma_squared_input_gradient_norm(name):
+    torch.manual_seed(0)
+    D, G = MLPD(6), MLPG(3, 6)
+    real, z = torch.randn(5, 6), torch.randn(5, 3)
+    ctx = Context(G=G, D=D, real=real, y_real=None, z=z, y_fake=None, phase="D")
+    term = REGULARIZERS.build(name, {"gamma": 3.0})
+    out = term.d_terms(ctx)
+    assert set(out) == {name}
+    # Independent computation with autograd.
+    x = (real if name == "r1" else G(z).detach()).clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(D.net(x).sum(), x, create_graph=True)
+    expected = 1.5 * g.pow(2).sum(1).mean()
+    assert out[name].item() == pytest.approx(expected.item(), rel=1e-5)
+    # The penalty reaches D's parameters (create_graph=True) with the same gradient, and never G's.
+    params = list(D.parameters())  # D's last bias does not move input gradients: its gradient is zero
+    got_grads = torch.autograd.grad(out[name], params, allow_unused=True, materialize_grads=True)
+    exp_grads = torch.autograd.grad(expected, params, allow_unused=True, materialize_grads=True)
+    for a, b in zip(got_grads, exp_grads):
+        torch.testing.assert_close(a, b)
+    assert any(a.abs().sum() > 0 for a in got_grads)
+    out = term.d_terms(ctx)[name]
+    out.backward()
+    assert all(p.grad is None for p in G.parameters())
+
+
+def test_r1_goes_through_the_augmentation_to_the_raw_input():
+    torch.manual_seed(0)
+    D = MLPD(4)
+    real = torch.randn(3, 4)
+    ctx = Context(G=IdentityG(), D=D, real=real, y_real=None, z=real, y_fake=None, phase="D", augment=lambda x: 2 * x)
+    got = REGULARIZERS.build("r1", {"gamma": 2.0}).d_terms(ctx)["r1"]
+    x = real.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(D.net(2 * x).sum(), x)
+    assert got.item() == pytest.approx(g.pow(2).sum(1).mean().item(), rel=1e-5)
+
+
+def test_r1_under_autocast_is_float32_and_finite():
+    torch.manual_seed(0)
+    D = MLPD(4)
+    ctx = Context(G=IdentityG(), D=D, real=torch.randn(4, 4), y_real=None, z=torch.randn(4, 4), y_fake=None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        r1 = REGULARIZERS.build("r1").d_terms(ctx)["r1"]
+        gp = REGULARIZERS.build("gp").d_terms(ctx)["gp"]
+    assert r1.dtype == torch.float32 and gp.dtype == torch.float32
+    assert torch.isfinite(r1) and torch.isfinite(gp)
+
+
+def test_lazy_every_is_an_option_and_not_applied_by_the_term():
+    torch.manual_seed(0)
+    D = MLPD(4)
+    ctx = Context(G=IdentityG(), D=D, real=torch.randn(4, 4), y_real=None, z=torch.randn(4, 4), y_fake=None)
+    eager, lazy = REGULARIZERS.build("r1"), REGULARIZERS.build("r1", {"every": 16})
+    assert eager.every == 1 and lazy.every == 16
+    assert lazy.d_terms(ctx)["r1"].item() == pytest.approx(eager.d_terms(ctx)["r1"].item(), rel=1e-6)
+    assert REGULARIZERS.build("gp", {"every": 4}).every == 4
+    for name in ("r1", "gp"):
+        with pytest.raises(GanforgeError, match="every"):
+            REGULARIZERS.build(name, {"every": 0})
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.names())
+def test_regularizers_contribute_to_d_only_and_reach_d_params(name):
+    torch.manual_seed(0)
+    D, G = MLPD(4), MLPG(3, 4)
+    ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="D")
+    term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {})
+    assert isinstance(term, ObjectiveTerm) and term.every >= 1
+    gctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="G")
+    assert term.g_terms(gctx) == {}
+    out = term.d_terms(ctx)
+    (value,) = out.values()
+    assert value.dim() == 0 and value.item() >= 0
+    value.backward()
+    assert all(p.grad is None for p in G.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters())
+
+
+# ---- LeCam ------------------------------------------------------------------------------------------------------
+
+def test_lecam_anchors_follow_the_ema_and_round_trip_through_state_dict():
+    lecam = REGULARIZERS.build("lecam", {"weight": 1.0, "decay": 0.5, "one_sided": False})
+    r1, f1 = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
+    out = lecam.d_terms(ctx_with_logits(r1, f1, "D"))["lecam"]
+    # First call: anchors = batch means (2.0, -0.5); R_LC = mean((r - a_F)^2) + mean((a_R - f)^2), Eq. 3.
+    assert out.item() == pytest.approx(mean([1.5 ** 2, 3.5 ** 2]) + mean([3.0 ** 2, 2.0 ** 2]), rel=1e-6)
+    r2, f2 = torch.tensor([0.0, 0.0]), torch.tensor([1.0, 1.0])
+    lecam.d_terms(ctx_with_logits(r2, f2, "D"))
+    state = lecam.state_dict()
+    assert state["ema_real"].item() == pytest.approx(0.5 * 2.0 + 0.5 * 0.0)
+    assert state["ema_fake"].item() == pytest.approx(0.5 * -0.5 + 0.5 * 1.0)
+    assert int(state["steps"]) == 2
+    fresh = REGULARIZERS.build("lecam", {"weight": 1.0, "decay": 0.5, "one_sided": False})
+    fresh.load_state_dict(state)
+    a = lecam.d_terms(ctx_with_logits(r1, f1, "D"))["lecam"]
+    b = fresh.d_terms(ctx_with_logits(r1, f1, "D"))["lecam"]
+    assert a.item() == pytest.approx(b.item())
+    # One-sided (authors' code): reals below the fake anchor and fakes above the real anchor are not penalised.
+    one = REGULARIZERS.build("lecam", {"weight": 1.0})
+    assert one.d_terms(ctx_with_logits(torch.tensor([-5.0, -3.0]), torch.tensor([3.0, 5.0]), "D"))["lecam"] == 0
+
+
+def test_bad_options_raise_one_line_errors():
+    with pytest.raises(GanforgeError, match="gamma"):
+        REGULARIZERS.build("r1", {"gamma": -1.0})
+    with pytest.raises(GanforgeError, match="decay"):
+        REGULARIZERS.build("lecam", {"decay": 1.0})
+    with pytest.raises(GanforgeError, match="unknown option"):
+        REGULARIZERS.build("gp", {"lambda": 10.0})
