@@ -11,3 +11,10 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """A private ganforge cache shared by the session's tests (nothing leaks into ~/.cache; the digits classifier
     trains once per session). Tests that need an empty cache set GANFORGE_CACHE themselves."""
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "ganforge-cache"))
+
+
+def pytest_configure(config):
+    """Tiny test models run far faster on one thread than with intra-op parallelism on a loaded 2-core machine."""
+    import torch
+
+    torch.set_num_threads(1)

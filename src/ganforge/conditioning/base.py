@@ -24,6 +24,9 @@ class DOutput:
 class GConditioning:
     """How labels enter G. Subclasses override what they change."""
 
+    # True when labels reach G only through the norm layers (cBN): families without norms must then add them.
+    labels_in_norms: bool = False
+
     def __init__(self, *, num_classes: int = 0):
         self.num_classes = num_classes
 

@@ -31,8 +31,8 @@ def stacked_mode_metrics(fake: torch.Tensor, classifier: DigitsClassifier) -> di
     if fake.ndim != 4 or fake.shape[1] != 3:
         raise ValueError(f"stacked-digits mode metrics expect (N, 3, H, W) images, got {tuple(fake.shape)}")
     n, _, h, w = fake.shape
-    device = next(classifier.parameters()).device
-    x = to_classifier_input(fake.detach().reshape(n * 3, 1, h, w).to(device))  # one channel = one digit
+    classifier.to(fake.device)  # classify where the fakes are (GPU when they come from one)
+    x = to_classifier_input(fake.detach().reshape(n * 3, 1, h, w))  # one channel = one digit
     digit, conf = classifier.predict(x)
     code = (digit.view(n, 3).cpu() * _PLACE).sum(dim=1)
     q = torch.bincount(code, minlength=NUM_MODES).double() / n

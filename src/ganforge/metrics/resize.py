@@ -39,7 +39,8 @@ def quantize(x_model: torch.Tensor) -> torch.Tensor:
     return ((x_model.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
-def _tf_legacy_weights(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _tf_legacy_weights(in_size: int, out_size: int,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """TF1's CachedInterpolation for one axis: (lower index, upper index, lerp) per output index, in float32."""
     # scale = in / out in float32 (CalculateResizeScale without align_corners)
     scale = torch.tensor(float(in_size), dtype=torch.float32) / torch.tensor(float(out_size), dtype=torch.float32)

@@ -45,7 +45,8 @@ class WeightsInfo:
 
 KNOWN_WEIGHTS: dict[str, WeightsInfo] = {
     "inception-fid": WeightsInfo(
-        url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+        url=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+             "pt_inception-2015-12-05-6726825d.pth"),
         filename="pt_inception-2015-12-05-6726825d.pth",
         sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
         description="FID Inception (TF 2015-12-05, pytorch-fid layout)",

@@ -94,12 +94,22 @@ class Backbone(nn.Module):
     def _load_standard(self, known: str, weights: str | None, net: nn.Module, **load_kwargs) -> None:
         """Load the standard file `known` (or the user's `weights` path) into `net`; set `weights_id`."""
         if weights == RANDOM_WEIGHTS:
+            with seeded_init(0):
+                self._init_random()
             self.weights_id = "random-seed0"
             return
         path = resolve_weights(known, weights)
         state = self._adapt_state(read_state_dict(path), path)
         load_into(net, state, path, **load_kwargs)
         self.weights_id = weights_sha256(path)
+
+    def _init_random(self) -> None:
+        """Hook for weights="random": He-normal conv/linear weights, zero biases, so features keep a usable scale."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def _adapt_state(self, state: dict[str, torch.Tensor], path: object) -> dict[str, torch.Tensor]:
         """Hook: rename keys / resize the module to the file before checking (default: unchanged)."""

@@ -161,6 +161,13 @@ class DinoV2Backbone(Backbone, DinoViT):
         self._load_standard(known, weights, self, layout=f"DINOv2 {variant}")
         self._finish()
 
+    def _init_random(self) -> None:
+        """weights="random": the default init, but with full-strength residual branches (LayerScale 1, not 1e-5) so
+        the CLS token depends on the image."""
+        for name, p in self.named_parameters():
+            if name.endswith(("ls1.gamma", "ls2.gamma")):
+                nn.init.ones_(p)
+
     def _adapt_state(self, state: dict[str, torch.Tensor], path: object) -> dict[str, torch.Tensor]:
         pos = state.get("pos_embed")
         dim = self.cls_token.shape[-1]

@@ -98,6 +98,13 @@ class ResNet50Backbone(Backbone, ResNet50):
         self.outputs = ("pool", "logits") if self.fc is not None else ("pool",)
         self._finish()
 
+    def _init_random(self) -> None:
+        """weights="random": He init, with each residual branch's last BN scaled down so features stay O(1)."""
+        super()._init_random()
+        for m in self.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.constant_(m.bn3.weight, 0.2)
+
     def _adapt_state(self, state: dict[str, torch.Tensor], path: object) -> dict[str, torch.Tensor]:
         state = strip_prefix(state, "module.")  # SwAV saved its DistributedDataParallel wrapper's names
         if "fc.weight" not in state:
