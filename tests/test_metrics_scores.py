@@ -56,7 +56,8 @@ def test_kid_separates_shifted_from_identical_distributions() -> None:
 
 def test_kid_metric_is_seeded_and_validated() -> None:
     g = torch.Generator().manual_seed(2)
-    fake, real = Features(n=50, pool=torch.randn(50, 4, generator=g)), Features(n=60, pool=torch.randn(60, 4, generator=g))
+    fake = Features(n=50, pool=torch.randn(50, 4, generator=g))
+    real = Features(n=60, pool=torch.randn(60, 4, generator=g))
     metric = METRICS.build("kid", {"subsets": 5, "subset_size": 30, "seed": 3})
     assert metric.compute(fake, real) == metric.compute(fake, real)
     assert metric.compute(fake, real) != METRICS.build("kid", {"subsets": 5, "subset_size": 30, "seed": 4}).compute(
@@ -159,7 +160,8 @@ def test_prdc_identical_and_far_apart_sets() -> None:
 
 def test_prdc_metric_subsamples_with_seed() -> None:
     g = torch.Generator().manual_seed(4)
-    fake, real = Features(n=90, pool=torch.randn(90, 4, generator=g)), Features(n=90, pool=torch.randn(90, 4, generator=g))
+    fake = Features(n=90, pool=torch.randn(90, 4, generator=g))
+    real = Features(n=90, pool=torch.randn(90, 4, generator=g))
     metric = METRICS.build("prdc", {"max_samples": 40, "seed": 1})
     assert metric.compute(fake, real) == metric.compute(fake, real)
     gen = torch.Generator().manual_seed(1)

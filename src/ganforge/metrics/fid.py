@@ -26,6 +26,7 @@ from ..registries import METRICS
 from .base import Features, Metric, require, warn_rank_deficient
 from .stats import RunningStats
 
+
 def _as_float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -53,7 +54,7 @@ def _trace_sqrt_cholesky(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 
 
 def _trace_sqrt_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr((S1 S2)^(1/2)) via eigh(S1) = V w V^T, W = V sqrt(w): eigenvalues of W^T S2 W (= V^T sqrt(S1) S2 sqrt(S1) V)."""
+    """tr((S1 S2)^(1/2)) via eigh(S1) = V w V^T, W = V sqrt(w): eigenvalues of W^T S2 W = V^T sqrt(S1) S2 sqrt(S1) V."""
     w, v = np.linalg.eigh(0.5 * (sigma1 + sigma1.T))
     root = v * np.sqrt(np.clip(w, 0.0, None))  # (F, F): columns scaled by sqrt eigenvalues
     return _sqrt_eigvalsh_sum(root.T @ sigma2 @ root)
@@ -105,7 +106,9 @@ def frechet_distance(
                 f"frechet_distance: set {i} needs mean (F,) and covariance (F, F), got {mu.shape} and {sigma.shape}"
             )
     if mu1.shape != mu2.shape:
-        raise GanforgeError(f"frechet_distance: feature dims differ: set 1 has {mu1.shape[0]}, set 2 has {mu2.shape[0]}")
+        raise GanforgeError(
+            f"frechet_distance: feature dims differ: set 1 has {mu1.shape[0]}, set 2 has {mu2.shape[0]}"
+        )
     for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not np.isfinite(a).all():
             raise GanforgeError(f"frechet_distance: {name} contains NaN or Inf (check the extracted features)")

@@ -70,7 +70,7 @@ def fid_infinity(
 
 @METRICS.register("fid_inf")
 class FIDInfinity(Metric):
-    """FID-infinity: FID at several sample counts, extrapolated linearly in 1/N to N = infinity (Chong & Forsyth 2020)."""
+    """FID-infinity: FID at several sample counts extrapolated linearly in 1/N to 1/N = 0 (Chong & Forsyth 2020)."""
 
     needs = frozenset({"pool"})
     keys = ("fid_inf",)

@@ -24,10 +24,14 @@ def prdc(
     Computed in the inputs' dtype (float32 at least) on the device of `real`.
     """
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise GanforgeError(f"prdc: feature shapes differ: generated {tuple(fake.shape)}, reference {tuple(real.shape)}")
+        raise GanforgeError(
+            f"prdc: feature shapes differ: generated {tuple(fake.shape)}, reference {tuple(real.shape)}"
+        )
     for which, x in (("reference", real), ("generated", fake)):
         if x.shape[0] <= max(k_pr, k_dc):
-            raise GanforgeError(f"prdc: the {which} set needs more than k = {max(k_pr, k_dc)} samples, got {x.shape[0]}")
+            raise GanforgeError(
+                f"prdc: the {which} set needs more than k = {max(k_pr, k_dc)} samples, got {x.shape[0]}"
+            )
     dtype = torch.promote_types(torch.promote_types(real.dtype, fake.dtype), torch.float32)
     center = real.double().mean(dim=0).to(dtype)  # distances are translation-invariant; centring cuts rounding
     real = real.to(dtype) - center

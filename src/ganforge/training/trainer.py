@@ -170,7 +170,7 @@ class Trainer:
             last = self.resumed_from if self.last_ckpt is None else self.last_ckpt
             raise DivergenceError(
                 f"non-finite loss in phase {phase.name} at step {self.step} ({_fmt(values)}); last good checkpoint: "
-                f"{last or 'none yet'} — lower optim.{phase.net.lower()}_lr, add a regularizer or set train.amp=none")
+                f"{last or 'none yet'} — lower optim.g_lr/optim.d_lr, add a regularizer or set train.amp=none")
         dist_utils.all_reduce_grads([p for p in net.parameters()], self.dist)
         scaler.step(opt)
         scaler.update()
