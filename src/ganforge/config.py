@@ -39,6 +39,8 @@ class OptimConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     eps: float = 1e-8
     d_steps: int = 1  # D steps per G step
+    lr_decay: str = "none"  # none | linear | cosine: multiplier on both learning rates over train.steps
+    lr_decay_start: float = 0.0  # fraction of train.steps before the decay begins
 
 
 @dataclass
@@ -206,6 +208,12 @@ def _check_values(cfg: RunConfig, metrics: Registry) -> None:
             raise GanforgeError(f"{key}: expected a positive integer, got {value}")
     if cfg.train.amp not in _AMP_MODES:
         raise GanforgeError(f"train.amp: expected one of {', '.join(_AMP_MODES)}, got {cfg.train.amp!r}")
+    from .training.phases import LR_SCHEDULES
+
+    if cfg.optim.lr_decay not in LR_SCHEDULES:
+        raise GanforgeError(f"optim.lr_decay: expected one of {', '.join(LR_SCHEDULES)}, got {cfg.optim.lr_decay!r}")
+    if not 0.0 <= cfg.optim.lr_decay_start < 1.0:
+        raise GanforgeError(f"optim.lr_decay_start: expected a fraction in [0, 1), got {cfg.optim.lr_decay_start}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise GanforgeError(f"train.ema_decay: expected a value in [0, 1), got {cfg.train.ema_decay}")
     if cfg.train.batch_size % cfg.train.accumulate:

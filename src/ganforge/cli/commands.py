@@ -64,6 +64,9 @@ def add_sample(sub) -> None:
     p.set_defaults(func=cmd_sample)
 
 
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
 def cmd_sample(args) -> int:
     import torch
 
@@ -81,15 +84,20 @@ def cmd_sample(args) -> int:
     if args.truncation is not None and args.truncation <= 0:
         raise GanforgeError(f"--truncation: expected a positive threshold, got {args.truncation}")
     modality = modality_from_config(G.export_config["modality"])
+    out = Path(args.out)
+    if out.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
+        raise GanforgeError(f"--out {out}: samples are written as PNG; give a .png path or a directory")
+    if out.suffix.lower() != ".png" and modality.kind != "image":
+        raise GanforgeError(f"--out {out}: this generator makes {modality.kind}, not images; give a .png path for "
+                            f"a scatter plot")
+    grid = out.suffix.lower() == ".png"
+    _writable_dir(out.parent if grid else out, "--out")  # before generating: a bad path fails fast
     with torch.no_grad():
         x = generate(G, args.n, seed=args.seed, labels=args.label, truncation=args.truncation, device=args.device)
-    out = Path(args.out)
-    if out.suffix.lower() == ".png":
-        _writable_dir(out.parent if str(out.parent) else Path("."), "--out")
+    if grid:
         save_png(modality.render(x), out)
         print(f"wrote {out} ({args.n} samples)")
     else:
-        _writable_dir(out, "--out")
         for i, img in enumerate(modality.from_model(x)):
             save_png(image_grid(img[None], nrow=1, pad=0), out / f"{i:06d}.png")
         print(f"wrote {args.n} images to {out}")

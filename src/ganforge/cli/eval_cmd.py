@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..errors import GanforgeError
+from .commands import _writable_dir
 
 
 def add_eval(sub) -> None:
@@ -27,6 +27,7 @@ def add_eval(sub) -> None:
     p.add_argument("--json", dest="json_out", help="write the results as JSON here")
     p.add_argument("--save-ref", help="also save the reference features to this .safetensors file")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
 
@@ -37,12 +38,11 @@ def cmd_eval(args) -> int:
     if args.n < 1:
         raise GanforgeError(f"--n: expected a positive number, got {args.n}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    if args.json_out:
-        parent = Path(args.json_out).parent
-        if not os.access(parent if str(parent) else ".", os.W_OK):
-            raise GanforgeError(f"--json {args.json_out}: directory not writable")
+    for flag, value in (("--json", args.json_out), ("--save-ref", args.save_ref)):
+        if value:  # checked before evaluating, so a bad path does not waste the evaluation
+            _writable_dir(Path(value).parent, flag)
     ev = Evaluator(args.ref, metrics, args.backbone, args.weights, args.resize, args.n_ref, args.batch_size,
-                   args.device, args.seed, progress=True, use_cache=not args.no_cache)
+                   args.device, args.seed, progress=not args.no_progress, use_cache=not args.no_cache)
     results = ev(args.source, args.n)
     if args.save_ref:
         if ev.real is None:

@@ -53,6 +53,7 @@ class Evaluator:
             ref = resolve(reference, n_ref, seed=seed, device=device, role="reference")
             if isinstance(ref, Features):
                 self.real = ref
+                self._check_saved_dims(reference)
             else:
                 self.real = cached_features(ref, self.backbone, ref_needs, batch_size, progress, use_cache)
             self._check_reference(ref_needs)
@@ -62,6 +63,15 @@ class Evaluator:
         if missing:
             raise GanforgeError(f"reference: the saved statistics lack {', '.join(missing)} needed by the chosen "
                                 f"metrics (a stats file with only mu/sigma supports fid)")
+
+    def _check_saved_dims(self, reference: Any) -> None:
+        """A saved statistics file must come from a backbone with this one's feature size (checked before generating)."""
+        dim = getattr(self.backbone, "feature_dim", None)
+        saved = self.real.stats.num_features if self.real is not None and self.real.stats is not None else None
+        if isinstance(dim, int) and saved is not None and saved != dim:
+            name = getattr(self.backbone, "name", type(self.backbone).__name__)
+            raise GanforgeError(f"reference {reference}: the statistics have {saved} features but backbone {name} "
+                                f"gives {dim} (saved with another backbone?)")
 
     def features(self, source: Any, n: int | None) -> Features:
         src = resolve(source, n, seed=self.seed, device=self.device, role="source")

@@ -105,11 +105,11 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
         raise GanforgeError(f"{role}: cannot evaluate a {type(spec).__name__}")
     text = str(spec)
     path = Path(text)
-    if path.is_file() and path.suffix in (".npz", ".safetensors"):
+    if path.is_file() and path.suffix in (".npz", ".safetensors") and not _is_generator_file(path):
         from .cache import load_stats_file
 
         return load_stats_file(path)
-    if path.is_dir():
+    if path.is_dir() or _is_generator_file(path):
         from ..training.export import find_export, load_generator
 
         try:
@@ -119,6 +119,10 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
         if export is not None:
             G = load_generator(export, device=device or "cpu")
             return from_generator(G, _need_n(n, role), seed, device, description=f"{role} {export}")
+        if (path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file():
+            # a run dir without export/ would otherwise be read as an image folder of its sample grids
+            raise GanforgeError(f"{role} {path}: a run directory without export/ (unfinished run?); finish or "
+                                f"re-run `ganforge train` with this --out to export the generator")
         return from_dataset(_folder(path), n, seed, description=f"{role} folder {path}")
     if path.exists():
         raise GanforgeError(f"{role} {path}: expected a run/export directory, an image folder or a stats file "
@@ -128,8 +132,14 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
 
 def _need_n(n: int | None, role: str) -> int:
     if n is None or n < 1:
-        raise GanforgeError(f"{role}: how many images to generate? pass n (e.g. --n 10000)")
+        flag = "n_ref (--n-ref)" if role == "reference" else "n (--n)"
+        raise GanforgeError(f"{role}: how many images to generate? pass {flag}, e.g. 10000")
     return n
+
+
+def _is_generator_file(path: Path) -> bool:
+    """An exported `generator.safetensors` (next to its config.json), which `ganforge sample` also accepts."""
+    return path.is_file() and path.name == "generator.safetensors" and (path.parent / "config.json").is_file()
 
 
 def _folder(path: Path) -> Dataset:

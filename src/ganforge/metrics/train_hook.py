@@ -11,7 +11,8 @@ import torch
 
 from ..config import RunConfig
 from ..data.base import Dataset
-from .evaluate import HIGHER_IS_BETTER, Evaluator
+from ..errors import GanforgeError
+from .evaluate import HIGHER_IS_BETTER, Evaluator, build_metrics
 
 
 class EvalHook:
@@ -19,9 +20,13 @@ class EvalHook:
         e = cfg.eval
         reference = e.ref if e.ref is not None else dataset
         self.n = e.n
+        keys = [k for m in build_metrics(e.metrics) for k in m.keys]  # checked before the reference is extracted
+        if e.best is not None and e.best not in keys:
+            raise GanforgeError(f"eval.best: {e.best!r} is not a result of eval.metrics ({', '.join(e.metrics)}); "
+                                f"choose one of: {', '.join(keys)}")
+        self.best_key = e.best or keys[0]  # default: the first metric's first result (e.g. prdc -> precision)
         self.evaluator = Evaluator(reference, e.metrics, e.backbone, e.weights, e.resize, None, e.batch_size,
                                    device, seed=0, progress=False)
-        self.best_key = e.best or e.metrics[0]
         self.best: float | None = None
 
     def __call__(self, G_ema: torch.nn.Module, step: int) -> dict[str, float]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 
 from ..objectives.base import Context, ObjectiveTerm
@@ -60,3 +62,25 @@ def lazy_ratio(phases: list[Phase], net: str) -> float:
 
 def make_optimizer(params, lr: float, betas: tuple[float, float], eps: float, ratio: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
+
+
+# learning-rate multiplier as a function of progress t in [0, 1] after the decay starts
+LR_SCHEDULES = {
+    "none": lambda t: 1.0,
+    "linear": lambda t: 1.0 - t,
+    "cosine": lambda t: 0.5 * (1.0 + math.cos(math.pi * t)),
+}
+
+
+def lr_multiplier(schedule: str, step: int, total: int, start: float = 0.0) -> float:
+    """Multiplier for `step` of `total` (a pure function of the step, so resumed runs match)."""
+    begin = start * total
+    if step < begin or total <= begin:
+        return 1.0
+    return LR_SCHEDULES[schedule]((step - begin) / (total - begin))
+
+
+def set_lr(opt: torch.optim.Optimizer, multiplier: float) -> None:
+    for group in opt.param_groups:
+        group.setdefault("base_lr", group["lr"])
+        group["lr"] = group["base_lr"] * multiplier

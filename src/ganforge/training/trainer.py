@@ -26,7 +26,7 @@ from .ema import update_ema
 from .export import export_generator
 from .loader import BatchStream
 from .logging import RunLog
-from .phases import Phase, build_phases, lazy_ratio, make_optimizer
+from .phases import Phase, build_phases, lazy_ratio, lr_multiplier, make_optimizer, set_lr
 from .rng import derive_seed, generator, seed_everything
 
 _AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -180,6 +180,9 @@ class Trainer:
         """One G step (with its optim.d_steps D steps): every phase that is due, then EMA."""
         cfg = self.cfg
         seed_everything(derive_seed(cfg.seed, "step", self.dist.rank, self.step))
+        mult = lr_multiplier(cfg.optim.lr_decay, self.step, cfg.train.steps, cfg.optim.lr_decay_start)
+        for opt in self.opt.values():
+            set_lr(opt, mult)
         logs: dict[str, float] = {}
         micro: list[dict[str, Any]] = []
         for k in range(cfg.optim.d_steps):
