@@ -193,6 +193,28 @@ def test_sample_from_an_export_with_corrupt_weights(image_run, tmp_path, capsys,
     assert not (tmp_path / "x.png").exists()
 
 
+def test_export_with_an_incomplete_config_json(image_run, tmp_path, capsys):
+    export = tmp_path / "export"
+    shutil.copytree(image_run / "export", export)
+    (export / "config.json").write_text('{"format": "ganforge-generator", "img_shape": [1, 8, 8]}')
+    rc, _, err = run_cli(capsys, "sample", export, "--out", tmp_path / "x.png")
+    assert_one_line_error(rc, err, str(export / "config.json"), "missing architecture")
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:7"])
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_unusable_device_flag(image_run, tmp_path, capsys, command, device):
+    extra = ["--out", tmp_path / "x.png"] if command == "sample" else ["--ref", "digits", "--no-progress"]
+    rc, _, err = run_cli(capsys, command, image_run, "--device", device, *extra)
+    assert_one_line_error(rc, err, "--device", device)
+
+
+def test_unusable_train_device_is_a_one_line_error(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "train", write_config(tmp_path, TINY_POINTS), "--out", tmp_path / "run",
+                         "--no-progress", "train.device=bogus")
+    assert_one_line_error(rc, err, "train.device")
+
+
 def test_sample_to_a_non_png_image_path(image_run, tmp_path, capsys):
     rc, _, err = run_cli(capsys, "sample", image_run, "--out", tmp_path / "grid.jpg")
     assert_one_line_error(rc, err, "--out", "grid.jpg", "PNG")
@@ -205,6 +227,22 @@ def test_eval_with_missing_weights_offline_names_the_url_and_weights_flag(image_
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "empty-cache"))
     rc, _, err = run_cli(capsys, "eval", image_run, "--ref", "digits", "--n", 8, "--no-progress")
     assert_one_line_error(rc, err, INCEPTION_URL, "--weights")
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--n-ref", "--n"])
+def test_eval_counts_must_be_positive(image_run, capsys, flag):
+    args = {"--n": 8, "--n-ref": None, "--batch-size": 100, flag: 0}
+    opts = [str(a) for k, v in args.items() if v is not None for a in (k, v)]
+    rc, _, err = run_cli(capsys, "eval", image_run, "--ref", "digits", "--no-progress", *opts)
+    assert_one_line_error(rc, err, f"{flag}: expected a positive number, got 0")
+
+
+def test_eval_against_a_broken_config_file_names_it(image_run, tmp_path, capsys):
+    bad = tmp_path / "ref.yaml"
+    bad.write_text("data: {name: digits\n")
+    rc, _, err = run_cli(capsys, "eval", image_run, "--ref", bad, "--backbone", "digits-classifier", "--n", 8,
+                         "--no-progress")
+    assert_one_line_error(rc, err, str(bad), "not valid YAML")
 
 
 def test_eval_of_a_folder_without_images(tmp_path, capsys):

@@ -5,7 +5,6 @@ Commands run in-process through `ganforge.cli.main.main` (it returns the exit co
 real entry point.
 """
 import copy
-import io
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +66,12 @@ def digits_export(tmp_path_factory) -> Path:
     them), so that the chosen class visibly changes the images."""
     run = _train_module_run(tmp_path_factory, TINY_DIGITS, "digits")
     G = ganforge.load_generator(run)
+    tables = [m for m in G.modules() if isinstance(m, torch.nn.Embedding)]  # cBN's per-class gamma/beta
+    assert tables, "expected class embeddings in a cBN generator"
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
-        for norm in G.norms:
-            norm.beta.weight.copy_(2.0 * torch.randn(norm.beta.weight.shape, generator=gen))
+        for table in tables:
+            table.weight.copy_(1.0 + 2.0 * torch.randn(table.weight.shape, generator=gen))
     meta = {k: v for k, v in G.export_config.items() if k not in ("format", "version")}
     return export_generator(G, run.parent / "export-distinct", meta)
 

@@ -9,7 +9,7 @@ from torch import nn
 from ganforge.data.base import DataInfo, ImageModality, TensorDataset
 from ganforge.objectives.base import ObjectiveTerm
 from ganforge.training.checkpoint import atomic_save, list_checkpoints, load_latest, save_checkpoint
-from ganforge.training.ema import update_ema
+from ganforge.training.ema import ema_beta, update_ema
 from ganforge.training.loader import BatchStream
 from ganforge.training.phases import build_phases, lazy_ratio, make_optimizer
 
@@ -30,6 +30,15 @@ def test_ema_update_formula_and_start():
     update_ema(G_ema, G, decay=0.9, step=1, start=10)  # before start: copy
     for p_ema, p in zip(G_ema.parameters(), G.parameters()):
         assert torch.equal(p_ema, p)
+
+
+def test_ema_warmup_follows_num_updates_rule():
+    assert ema_beta(0.999, 0, warmup=True) == pytest.approx(1 / 10)
+    assert ema_beta(0.999, 90, warmup=True) == pytest.approx(91 / 100)
+    assert ema_beta(0.999, 10**6, warmup=True) == 0.999
+    assert ema_beta(0.999, 5, start=10, warmup=True) == 0.0  # before start: copy
+    assert ema_beta(0.999, 10, start=10, warmup=True) == pytest.approx(1 / 10)  # warm-up counts from start
+    assert ema_beta(0.999, 3, warmup=False) == 0.999
 
 
 def _dataset(n=10):

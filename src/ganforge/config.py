@@ -50,6 +50,7 @@ class TrainConfig:
     accumulate: int = 1  # gradient-accumulation rounds per step
     ema_decay: float = 0.999
     ema_start: int = 0  # step from which G_ema averages (before it, G_ema copies G)
+    ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)) so early G_ema is not stuck near init
     amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA: GradScaler)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50

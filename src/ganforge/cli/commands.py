@@ -19,6 +19,14 @@ def _writable_dir(path: Path, what: str) -> Path:
     return path
 
 
+def check_device(text: str, flag: str = "--device") -> str:
+    """A torch device string that exists on this machine, else a one-line error."""
+    from ..training.distributed import check_device as _check
+
+    _check(text, flag)
+    return text
+
+
 # ------------------------------------------------------------------------------------------------------------ train
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a GAN from a YAML config or preset",
@@ -77,7 +85,7 @@ def cmd_sample(args) -> int:
 
     if args.n < 1:
         raise GanforgeError(f"--n: expected a positive number of samples, got {args.n}")
-    G = load_generator(args.source, device=args.device)
+    G = load_generator(args.source, device=check_device(args.device))
     if args.label is not None and not 0 <= args.label < max(G.num_classes, 0):
         what = "is unconditional" if G.num_classes == 0 else f"has classes 0..{G.num_classes - 1}"
         raise GanforgeError(f"--class {args.label}: this generator {what}")

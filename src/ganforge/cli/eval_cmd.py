@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ..errors import GanforgeError
-from .commands import _writable_dir
+from .commands import _writable_dir, check_device
 
 
 def add_eval(sub) -> None:
@@ -35,8 +35,10 @@ def cmd_eval(args) -> int:
     from ..metrics.cache import save_features
     from ..metrics.evaluate import Evaluator
 
-    if args.n < 1:
-        raise GanforgeError(f"--n: expected a positive number, got {args.n}")
+    for flag, value in (("--n", args.n), ("--n-ref", args.n_ref), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise GanforgeError(f"{flag}: expected a positive number, got {value}")
+    check_device(args.device)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     for flag, value in (("--json", args.json_out), ("--save-ref", args.save_ref)):
         if value:  # checked before evaluating, so a bad path does not waste the evaluation

@@ -124,9 +124,9 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
             raise GanforgeError(f"{role} {path}: a run directory without export/ (unfinished run?); finish or "
                                 f"re-run `ganforge train` with this --out to export the generator")
         return from_dataset(_folder(path), n, seed, description=f"{role} folder {path}")
-    if path.exists():
-        raise GanforgeError(f"{role} {path}: expected a run/export directory, an image folder or a stats file "
-                            f"(.npz / .safetensors)")
+    if path.exists() and path.suffix not in (".yaml", ".yml"):  # a config file names its dataset
+        raise GanforgeError(f"{role} {path}: expected a run/export directory, an image folder, a config file or a "
+                            f"stats file (.npz / .safetensors)")
     return from_dataset(_named_dataset(text, role), n, seed, description=f"{role} {text}")
 
 
@@ -158,6 +158,8 @@ def _named_dataset(text: str, role: str) -> Dataset:
     load_all()
     if text in DATASETS:
         return DATASETS.build(text, {}, where=role, split="train", cache_dir=None)
+    if Path(text).is_file():
+        return build_dataset(load_config(text).data)  # a config file's own errors name the file and key
     try:
         cfg = load_config(text)
     except GanforgeError:

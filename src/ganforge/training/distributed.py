@@ -42,12 +42,28 @@ def init_from_env(device_pref: str) -> tuple[DistInfo, torch.device]:
     return DistInfo(rank, world, local), device
 
 
+def check_device(text: str, where: str = "train.device") -> torch.device:
+    """A torch device that exists on this machine (cpu, cuda, cuda:N), else a one-line error naming `where`."""
+    from ..errors import GanforgeError
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise GanforgeError(f"{where} {text!r}: not a device; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise GanforgeError(f"{where} {text}: no such CUDA device here ({count} available); use cpu")
+    return device
+
+
 def pick_device(pref: str, local_rank: int = 0) -> torch.device:
     if pref == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     if pref == "cuda":
+        check_device(pref)
         return torch.device(f"cuda:{local_rank}")
-    return torch.device(pref)
+    return check_device(pref)
 
 
 def all_reduce_grads(params: list[torch.nn.Parameter], info: DistInfo) -> None:

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import GanforgeError
 
 FORMAT = "ganforge-generator"
+_REQUIRED_KEYS = ("architecture", "g_conditioning", "img_shape", "num_classes", "modality")  # what loading needs
 
 
 def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
@@ -52,8 +53,12 @@ def read_export_config(directory: Path) -> dict[str, Any]:
         cfg = json.loads((directory / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise GanforgeError(f"{directory / 'config.json'}: unreadable export config ({e})") from e
-    if cfg.get("format") != FORMAT:
-        raise GanforgeError(f"{directory / 'config.json'}: not a ganforge generator export (format={cfg.get('format')!r})")
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        found = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise GanforgeError(f"{directory / 'config.json'}: not a ganforge generator export (format={found!r})")
+    missing = [k for k in _REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise GanforgeError(f"{directory / 'config.json'}: incomplete export config (missing {', '.join(missing)})")
     return cfg
 
 

@@ -88,6 +88,7 @@ class Trainer:
             "augment": self.augment.state_dict(),
             "terms": {k: t.state_dict() for k, t in self._stateful_terms().items()},
             "rng_torch": torch.get_rng_state(),
+            "eval_best": None if self.eval_hook is None else self.eval_hook.best,
             "config": self.cfg.to_dict(),
         }
 
@@ -107,6 +108,8 @@ class Trainer:
             raise GanforgeError(f"{self.ckpt_dir}: the checkpoint does not match this config ({str(e).splitlines()[0]});"
                                 f" use a new --out directory or the config the run was started with") from e
         torch.set_rng_state(s["rng_torch"].cpu())
+        if self.eval_hook is not None:
+            self.eval_hook.best = s.get("eval_best")
         self.step = int(s["step"])
 
     def save(self) -> Path | None:
@@ -193,7 +196,7 @@ class Trainer:
         for phase in self.phases:  # G phases reuse the last D step's batch and latents (as StyleGAN2)
             if phase.net == "G" and phase.due(self.step):
                 logs.update(self._run_phase(phase, micro))
-        update_ema(self.G_ema, self.G, cfg.train.ema_decay, self.step, cfg.train.ema_start)
+        update_ema(self.G_ema, self.G, cfg.train.ema_decay, self.step, cfg.train.ema_start, cfg.train.ema_warmup)
         self.step += 1
         return logs
 
