@@ -15,7 +15,7 @@ import torch
 
 from ..errors import GanforgeError
 from ..registries import DATASETS
-from .base import DataInfo, Dataset, PointModality
+from .base import DataInfo, PointModality, TensorDataset
 from .common import check_split, fingerprint, split_seed
 
 
@@ -45,7 +45,7 @@ def mixture_mode_metrics(fake: torch.Tensor, centers: torch.Tensor, sigma: float
     return {"modes": modes, "hq_frac": hq_frac, "kl": max(kl, 0.0)}
 
 
-class GaussianMixture2D(Dataset):
+class GaussianMixture2D(TensorDataset):
     """Points pre-drawn from an equal-weight isotropic Gaussian mixture; label = mode index."""
 
     name = "mixture2d"
@@ -57,19 +57,10 @@ class GaussianMixture2D(Dataset):
             raise GanforgeError(f"data.n: expected a positive number of samples, got {n}")
         self.centers, self.sigma = centers.float(), float(sigma)
         g = torch.Generator().manual_seed(split_seed(seed, split))
-        self.y = torch.randint(len(centers), (n,), generator=g)  # mode of each sample, uniform
-        self.x = self.centers[self.y] + self.sigma * torch.randn(n, 2, generator=g)  # x = mu_k + sigma * eps
-        self.info = DataInfo((2,), len(centers), PointModality(extent))
-        self._fingerprint = fingerprint(self.name, {"split": split, "n": n, "seed": seed}, self.x, self.y)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def get_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x[idx], self.y[idx]
-
-    def fingerprint(self) -> str:
-        return self._fingerprint
+        y = torch.randint(len(centers), (n,), generator=g)  # mode of each sample, uniform
+        x = self.centers[y] + self.sigma * torch.randn(n, 2, generator=g)  # x = mu_k + sigma * eps
+        super().__init__(x, y, DataInfo((2,), len(centers), PointModality(extent)),
+                         fingerprint(self.name, {"split": split, "n": n, "seed": seed}, x, y))
 
     def mode_metrics(self, fake: torch.Tensor) -> dict[str, float]:
         return mixture_mode_metrics(fake, self.centers, self.sigma)
