@@ -53,7 +53,8 @@ def cmd_eval(args) -> int:
     for k, v in results.items():
         print(f"{k:10s} {v:.6g}")
     if args.json_out:
-        payload = {**results, "protocol": {"backbone": ev.backbone.protocol_id(), "n": args.n, "seed": args.seed,
+        backbone = ev.backbone.protocol_id() if ev.backbone is not None else None
+        payload = {**results, "protocol": {"backbone": backbone, "n": args.n, "seed": args.seed,
                                            "source": args.source, "ref": args.ref, "metrics": metrics}}
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
     return 0

@@ -10,7 +10,7 @@ from ..registries import BACKBONES, METRICS, load_all
 from .base import Features, Metric
 from .cache import cached_features
 from .extract import extract_features
-from .sources import ImageSource, resolve
+from .sources import ImageSource, resolve, resolve_dataset, resolve_generator
 
 # metrics where a larger value is better (for keeping the best checkpoint)
 HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "density", "coverage"})
@@ -39,10 +39,16 @@ class Evaluator:
                  "inception-fid", weights: str | None = None, resize: str | None = None, n_ref: int | None = None,
                  batch_size: int = 100, device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
                  use_cache: bool = True):
-        self.metrics = build_metrics(metrics)
-        self.backbone = backbone if isinstance(backbone, torch.nn.Module) else build_backbone(
-            backbone, weights, device, resize)
+        chosen = build_metrics(metrics)
+        # metrics on generated samples themselves (mode coverage) need no backbone and a reference *dataset*
+        self.sample_metrics = [m for m in chosen if getattr(m, "on_samples", False)]
+        self.metrics = [m for m in chosen if not getattr(m, "on_samples", False)]
+        self.backbone = None
+        if self.metrics:
+            self.backbone = backbone if isinstance(backbone, torch.nn.Module) else build_backbone(
+                backbone, weights, device, resize)
         self.batch_size, self.device, self.seed, self.progress = batch_size, device, seed, progress
+        self.mode_dataset = resolve_dataset(reference, "reference") if self.sample_metrics else None
         self.fake_needs = frozenset().union(*(m.needs for m in self.metrics))
         ref_needs = frozenset().union(*(m.reference_needs for m in self.metrics))
         self.real: Features | None = None
@@ -80,6 +86,16 @@ class Evaluator:
         return extract_features(src, self.backbone, self.fake_needs, self.batch_size, self.progress)
 
     def __call__(self, source: Any, n: int | None = None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.sample_metrics:
+            G = resolve_generator(source, self.device, "source")
+            for m in self.sample_metrics:
+                out.update(m.compute_samples(G, self.mode_dataset, self.seed, self.device))
+        if self.metrics:
+            out.update(self._feature_metrics(source, n))
+        return out
+
+    def _feature_metrics(self, source: Any, n: int | None) -> dict[str, float]:
         fake = self.features(source, n)
         if self.real is not None and fake.stats is not None and self.real.stats is not None:
             if fake.stats.num_features != self.real.stats.num_features:

@@ -166,3 +166,26 @@ def _named_dataset(text: str, role: str) -> Dataset:
         raise GanforgeError(f"{role} {text!r}: not a file, folder, dataset name ({', '.join(DATASETS.names())}) "
                             f"or config preset") from None
     return build_dataset(cfg.data)
+
+
+def resolve_generator(spec, device: torch.device | str | None = None, role: str = "source") -> nn.Module:
+    """A generator module, or one loaded from a run/export directory or generator.safetensors."""
+    if isinstance(spec, nn.Module):
+        return spec
+    if isinstance(spec, (str, Path)):
+        from ..training.export import load_generator
+
+        return load_generator(spec, device=device or "cpu")
+    raise GanforgeError(f"{role}: expected a generator (module, run or export directory), got {type(spec).__name__}")
+
+
+def resolve_dataset(spec, role: str = "reference") -> Dataset:
+    """A Dataset instance, or a registered dataset name / preset / config file naming one."""
+    if isinstance(spec, Dataset):
+        return spec
+    if spec is None:
+        raise GanforgeError(f"{role}: mode metrics need a built-in dataset as reference (ring8, grid25, stacked-digits)")
+    text = str(spec)
+    if Path(text).is_dir():
+        raise GanforgeError(f"{role} {text}: mode metrics need a built-in dataset name or config, not a folder")
+    return _named_dataset(text, role)
