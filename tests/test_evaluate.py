@@ -100,6 +100,8 @@ def test_best_export_holds_the_generator_with_the_best_logged_value(eval_run):
     meta = json.loads((eval_run / "best" / "config.json").read_text())
     assert meta["step"] == best["step"]
     assert _api_fid(eval_run / "best") == pytest.approx(best["fid"], rel=1e-9)
+    state = torch.load(eval_run / "best" / "checkpoint.pt", weights_only=True)  # the full training state too
+    assert state["step"] == best["step"] and state["eval_best"] == pytest.approx(best["fid"])
 
 
 def test_best_export_survives_a_resume(tmp_path):

@@ -21,7 +21,7 @@ from ..objectives.base import Context
 from ..sampling import generate
 from . import distributed as dist_utils
 from .build import build_run, count_params, export_meta
-from .checkpoint import load_latest, save_checkpoint
+from .checkpoint import atomic_save, load_latest, save_checkpoint
 from .ema import update_ema
 from .export import export_generator
 from .loader import BatchStream
@@ -264,8 +264,9 @@ class Trainer:
                     results = self.eval_hook(self.G_ema, step)
                     log.scalars(step, results, event="eval")
                     summary.update(results)
-                    if self.eval_hook.is_best(results):
+                    if self.eval_hook.is_best(results):  # best/: G_ema export + the full training state
                         export_generator(self.G_ema, self.run_dir / "best", export_meta(cfg, self.parts, step))
+                        atomic_save(self.state_dict(), self.run_dir / "best" / "checkpoint.pt")
                 if step % t.ckpt_every == 0 or last:
                     self.last_ckpt = self.save()
         finally:
