@@ -33,6 +33,6 @@ def cmd_demo(args) -> int:
     print("\nmode coverage (PacGAN protocol; see docs/benchmarks.md for the published figures):")
     for preset, s, minutes, grid in rows:
         hq = f", high-quality {100 * s['hq_frac']:.1f}%" if "hq_frac" in s else ""
-        print(f"  {preset:15s} modes {int(s.get('modes', 0))}{hq}, KL {s.get("kl", float("nan")):.3f}  "
+        print(f"  {preset:15s} modes {int(s.get('modes', 0))}{hq}, KL {s.get('kl', float('nan')):.3f}  "
               f"[{minutes:.1f} min]  samples: {grid}")
     return 0
