@@ -98,6 +98,7 @@ def _training_views(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
+@torch.enable_grad()  # callers may sit under no_grad (e.g. mode metrics during training)
 def train_digits_classifier() -> DigitsClassifier:
     """Train the classifier from scratch, deterministically; sets `heldout_accuracy` on the 'test' digits."""
     x_train, y_train = _training_views("train")
