@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from helpers import TINY_POINTS, cli, write_config
+from helpers import TINY_DIGITS, TINY_POINTS, cli, write_config
 
 import ganforge
 from ganforge.cli.main import main
@@ -24,16 +24,6 @@ from ganforge.registries import ALL, load_all
 from ganforge.sampling import generate, latents
 from ganforge.training.export import export_generator
 
-# A class-conditional image run small enough to train in a second: 8x8 digits, MLP G/D, cBN in G, projection D.
-TINY_DIGITS = {
-    "seed": 0,
-    "data": {"name": "digits", "resolution": 8},
-    "model": {"name": "mlp", "z_dim": 8, "hidden": 32, "layers": 2},
-    "conditioning": {"g": {"name": "cbn"}, "d": {"name": "projection"}},
-    "loss": {"name": "hinge"},
-    "train": {"steps": 3, "batch_size": 16, "log_every": 1, "sample_every": 1000, "ckpt_every": 3,
-              "tensorboard": False, "threads": 1, "grid_size": 16},
-}
 RED = (220, 30, 30)  # PointModality's colour for generated points
 GREY = (170, 170, 170)  # ... and for reference points
 

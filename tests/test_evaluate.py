@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from helpers import TINY_DIGITS
+
 import ganforge
 import ganforge.metrics.cache  # noqa: F401  (modules looked up in sys.modules below: their package attributes
 import ganforge.metrics.evaluate  # noqa: F401  named `evaluate`/... may be functions)
@@ -30,14 +32,9 @@ cache_mod = sys.modules["ganforge.metrics.cache"]
 
 N = 200  # generated images per evaluation (> the classifier's 128 feature dims: full-rank covariances)
 EVAL_RUN = {
-    "seed": 0,
-    "data": {"name": "digits", "resolution": 8},
-    "model": {"name": "mlp", "z_dim": 8, "hidden": 32, "layers": 2},
-    "conditioning": {"g": {"name": "cbn"}, "d": {"name": "projection"}},
-    "loss": {"name": "hinge"},
+    **TINY_DIGITS,
     "optim": {"g_lr": 0.05, "d_lr": 0.05},
-    "train": {"steps": 6, "batch_size": 16, "log_every": 2, "sample_every": 1000, "ckpt_every": 2, "ema_decay": 0.0,
-              "tensorboard": False, "threads": 1, "grid_size": 4},
+    "train": {**TINY_DIGITS["train"], "steps": 6, "log_every": 2, "ckpt_every": 2, "ema_decay": 0.0, "grid_size": 4},
     "eval": {"every": 2, "metrics": ["fid"], "n": N, "backbone": "digits-classifier", "best": "fid"},
 }
 ALL_KEYS = {"fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage", "ifid", "fid_inf"}
