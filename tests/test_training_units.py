@@ -114,3 +114,12 @@ def test_atomic_save_leaves_old_file_when_writing_fails(tmp_path):
         atomic_save({"step": 2, "G": {}, "x": Boom()}, target)
     assert torch.load(target, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt-00000001.pt"]
+
+
+def test_image_grids_enlarge_small_tiles_without_changing_pixels():
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    grid = ImageModality().render(x, nrow=2)
+    tile = grid[2:66, 2:66]  # first tile after the 2-px border: 16 px enlarged 4x
+    expected = ImageModality().from_model(x)[0].permute(1, 2, 0).numpy()
+    assert (tile[::4, ::4] == expected).all() and (tile[3::4, 3::4] == expected).all()
+    assert grid.shape == (2 * 66 + 2, 2 * 66 + 2, 3)

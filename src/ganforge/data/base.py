@@ -47,7 +47,12 @@ class ImageModality(Modality):
         return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
     def render(self, x: torch.Tensor, reference: torch.Tensor | None = None, nrow: int | None = None) -> np.ndarray:
-        return image_grid(self.from_model(x), nrow)
+        """A grid; tiles smaller than 64 px are enlarged by pixel repetition so people can see them."""
+        images = self.from_model(x)
+        scale = max(1, 64 // max(images.shape[-2:]))
+        if scale > 1:
+            images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+        return image_grid(images, nrow)
 
 
 class PointModality(Modality):
