@@ -309,7 +309,7 @@ def resolve_preset(path: str | Path) -> Path:
     p = Path(path)
     if p.exists():
         return p
-    for candidate in (presets_dir() / f"{path}.yaml", presets_dir() / str(path)):
+    for candidate in (presets_dir() / f"{path}.yaml", presets_dir() / str(path), presets_dir() / p.name):
         if candidate.exists():
             return candidate
     names = sorted(q.stem for q in presets_dir().glob("*.yaml"))
