@@ -32,7 +32,6 @@ def main() -> None:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"== {preset}: {cfg.train.steps} steps x batch {cfg.train.batch_size}; wall {wall / 60:.2f} min, "
               f"process CPU {cpu / 60:.2f} min (includes periodic mode evaluation)")
-        start = None
         for line in (out / "metrics.jsonl").read_text().splitlines():
             e = json.loads(line)
             if e["event"] == "modes":

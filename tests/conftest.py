@@ -10,7 +10,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """A private ganforge cache shared by the session's tests (nothing leaks into ~/.cache; the digits classifier
     trains once per session). Tests that need an empty cache set GANFORGE_CACHE themselves."""
-    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "ganforge-cache"))
+    from helpers import shared_cache_dir
+
+    monkeypatch.setenv("GANFORGE_CACHE", shared_cache_dir(tmp_path_factory))
 
 
 def pytest_configure(config):

@@ -1,11 +1,13 @@
 """Shared test utilities: tiny run configs and a CLI runner."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 TINY_POINTS = {
@@ -41,3 +43,16 @@ def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: f
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ganforge", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def shared_cache_dir(tmp_path_factory) -> str:
+    """The session's private ganforge cache (nothing leaks into ~/.cache; the digits classifier trains once)."""
+    return str(tmp_path_factory.getbasetemp() / "ganforge-cache")
+
+
+@contextlib.contextmanager
+def shared_cache(tmp_path_factory):
+    """Use the session cache inside module-scoped fixtures, which run before conftest's per-test setting."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANFORGE_CACHE", shared_cache_dir(tmp_path_factory))
+        yield

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import TINY_POINTS, cli, write_config
+from helpers import TINY_POINTS, cli, shared_cache, write_config
 
 import ganforge.metrics.evaluate  # noqa: F401  (loaded for the monkeypatch below)
 from ganforge.cli.main import main
@@ -68,8 +68,7 @@ def _write_pngs(folder: Path, n: int) -> None:
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("images") / "run"
-    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before conftest's per-test cache setting
-        mp.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "ganforge-cache"))
+    with shared_cache(tmp_path_factory):
         train(from_dict(TINY_IMAGES), run, progress=False)
     return run
 

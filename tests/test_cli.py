@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from helpers import TINY_DIGITS, TINY_POINTS, cli, write_config
+from helpers import TINY_DIGITS, TINY_POINTS, cli, shared_cache, write_config
 
 import ganforge
 from ganforge.cli.main import main
@@ -37,8 +37,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def _train_module_run(tmp_path_factory, raw: dict, name: str) -> Path:
     root = tmp_path_factory.mktemp(name)
-    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before conftest's per-test cache setting
-        mp.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "ganforge-cache"))
+    with shared_cache(tmp_path_factory):
         assert main(["train", str(write_config(root, raw)), "--out", str(root / "run"), "--no-progress"]) == 0
     return root / "run"
 

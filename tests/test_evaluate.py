@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import TINY_DIGITS
+from helpers import TINY_DIGITS, shared_cache
 
 import ganforge
 import ganforge.metrics.cache  # noqa: F401  (modules looked up in sys.modules below: their package attributes
@@ -60,8 +60,7 @@ def _cli_json(tmp_path: Path, *args) -> dict:
 def eval_run(tmp_path_factory) -> Path:
     """A tiny conditional digits run evaluated by the training hook at steps 2, 4 and 6 (the last one final)."""
     run = tmp_path_factory.mktemp("eval") / "run"
-    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before conftest's per-test cache setting
-        mp.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "ganforge-cache"))
+    with shared_cache(tmp_path_factory):
         train(from_dict(EVAL_RUN), run, progress=False)
     return run
 

@@ -1,13 +1,11 @@
 """End-to-end training: outputs, exact resume after a kill, NaN stop, export/load without the training path."""
 import copy
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -99,8 +97,8 @@ def test_extending_steps_continues_where_it_stopped(tmp_path):
 
 
 def test_gradient_accumulation_matches_full_batch(tmp_path):
-    one = train(from_dict(_cfg(steps=5)), tmp_path / "one", progress=False)
-    two = train(from_dict(_cfg(steps=5, accumulate=4)), tmp_path / "acc", progress=False)
+    train(from_dict(_cfg(steps=5)), tmp_path / "one", progress=False)
+    train(from_dict(_cfg(steps=5, accumulate=4)), tmp_path / "acc", progress=False)
     a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "acc")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)

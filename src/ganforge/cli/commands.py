@@ -1,7 +1,6 @@
 """Subcommands: each `add_*` registers its parser; each `cmd_*` does the work through the public API."""
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def add_list(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from ..config import load_raw, presets_dir
+    from ..config import presets_dir
     from ..registries import ALL, load_all
 
     load_all()

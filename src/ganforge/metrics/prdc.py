@@ -36,7 +36,7 @@ def prdc(
     center = real.double().mean(dim=0).to(dtype)  # distances are translation-invariant; centring cuts rounding
     real = real.to(dtype) - center
     fake = fake.to(device=real.device, dtype=dtype) - center
-    n_real, n_fake = real.shape[0], fake.shape[0]
+    n_fake = fake.shape[0]
 
     r_real_pr, r_real_dc = knn_radii(real, [k_pr, k_dc], chunk_size)  # (N,), (N,)
     (r_fake_pr,) = knn_radii(fake, [k_pr], chunk_size)  # (M,)
