@@ -50,6 +50,17 @@ def test_run_writes_logs_grids_checkpoints_and_export(tmp_path):
         assert torch.equal(G.state_dict()[k], v)
 
 
+def test_zero_intervals_mean_at_the_end_only(tmp_path):
+    raw = _cfg(log_every=0, sample_every=0, ckpt_every=0, mode_every=0, steps=12)
+    train(from_dict(raw), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    events = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in events if e["event"] in ("train", "modes")] == [
+        ("train", 12), ("modes", 12)]
+    assert [p.name for p in (run / "samples").glob("fakes-*.png")] == ["fakes-00000012.png"]
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-00000012.pt"]
+
+
 def _final_weights(run):
     return load_file(str(run / "export" / "generator.safetensors"))
 

@@ -53,7 +53,7 @@ class TrainConfig:
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)) so early G_ema is not stuck near init
     amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA: GradScaler)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    log_every: int = 50
+    log_every: int = 50  # every *_every: 0 means at the end only
     sample_every: int = 500
     ckpt_every: int = 500
     keep_ckpts: int = 3
@@ -207,6 +207,10 @@ def _check_values(cfg: RunConfig, metrics: Registry) -> None:
     for key, value in positive.items():
         if value < 1:
             raise GanforgeError(f"{key}: expected a positive integer, got {value}")
+    every = {f"train.{k}": getattr(cfg.train, k) for k in ("log_every", "sample_every", "ckpt_every", "mode_every")}
+    for key, value in {**every, "eval.every": cfg.eval.every}.items():
+        if value < 0:
+            raise GanforgeError(f"{key}: expected a step interval >= 0 (0: at the end only), got {value}")
     if cfg.train.amp not in _AMP_MODES:
         raise GanforgeError(f"train.amp: expected one of {', '.join(_AMP_MODES)}, got {cfg.train.amp!r}")
     from .training.phases import LR_SCHEDULES

@@ -247,27 +247,27 @@ class Trainer:
                 losses = self.train_step()
                 step, last = self.step, self.step == t.steps
                 bar.update(1)
-                if main and (step % t.log_every == 0 or last):
+                if main and _due(step, t.log_every, last):
                     now = time.perf_counter()
                     img_s = (step - tick_step) * t.batch_size * cfg.optim.d_steps / max(now - tick, 1e-9)
                     tick, tick_step = now, step
                     log.scalars(step, {**losses, "img_per_s": img_s, "kimg": step * t.batch_size / 1000})
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                if main and (step % t.sample_every == 0 or last):
+                if main and _due(step, t.sample_every, last):
                     log.image(step, "fakes", self.sample_grid())
-                if main and ((t.mode_every and step % t.mode_every == 0) or last):
+                if main and _due(step, t.mode_every, last):
                     modes = self.mode_metrics()
                     if modes:
                         log.scalars(step, modes, event="modes")
                         summary.update(modes)
-                if main and self.eval_hook is not None and (step % cfg.eval.every == 0 or last):
+                if main and self.eval_hook is not None and _due(step, cfg.eval.every, last):
                     results = self.eval_hook(self.G_ema, step)
                     log.scalars(step, results, event="eval")
                     summary.update(results)
                     if self.eval_hook.is_best(results):  # best/: G_ema export + the full training state
                         export_generator(self.G_ema, self.run_dir / "best", export_meta(cfg, self.parts, step))
                         atomic_save(self.state_dict(), self.run_dir / "best" / "checkpoint.pt")
-                if step % t.ckpt_every == 0 or last:
+                if _due(step, t.ckpt_every, last):
                     self.last_ckpt = self.save()
         finally:
             bar.close()
@@ -281,6 +281,11 @@ class Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         dist_utils.barrier(self.dist)
         return summary
+
+
+def _due(step: int, every: int, last: bool) -> bool:
+    """Whether a periodic action runs at `step`: every `every` steps and at the last step (every=0: last only)."""
+    return last or (every > 0 and step % every == 0)
 
 
 def _fmt(values: dict[str, float]) -> str:
