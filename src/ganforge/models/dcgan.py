@@ -6,7 +6,7 @@ Adversarial Networks", Miyato et al., 2018, Table 3 "standard CNN"):
 G: Linear z -> (base_h, base_w, 8ch; 2^k ch when k < 3) -> norm -> ReLU, then k x (ConvTranspose 4x4 stride 2 -> norm -> ReLU) halving
 the width, then Conv 3x3 -> tanh. D: Conv 3x3 -> LReLU(0.1), then k x (Conv 4x4 stride 2 -> LReLU, Conv 3x3 ->
 LReLU) doubling the width (capped at 8ch), flattened to the features. k and the base grid come from the image size
-(see `layout.py`: 16px -> k=2, 32px -> 3, 64px -> 4; non-square sizes keep their aspect ratio).
+(see `layout.py`: 8px -> k=1, 16px -> 2, 32px -> 3, 64px -> 4; non-square sizes keep their aspect ratio).
 """
 from __future__ import annotations
 
