@@ -117,6 +117,7 @@ def test_unknown_key_names_it_and_the_valid_keys(tmp_path, capsys, override, exp
     ("optim.betas=[0.5]", "optim.betas: expected 2 values"),
     ("train.steps=0", "train.steps: expected a positive integer, got 0"),
     ("train.ckpt_every=-1", "train.ckpt_every: expected a step interval >= 0 (0: at the end only), got -1"),
+    ("eval.every=-5", "eval.every: expected a step interval >= 0 (0: no evaluation during training), got -5"),
 ])
 def test_wrong_type_names_the_key_and_the_value(tmp_path, capsys, override, expected):
     rc, _, err = run_cli(capsys, "train", write_config(tmp_path, TINY_POINTS), "--dry-run", override)

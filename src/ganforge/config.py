@@ -207,10 +207,11 @@ def _check_values(cfg: RunConfig, metrics: Registry) -> None:
     for key, value in positive.items():
         if value < 1:
             raise GanforgeError(f"{key}: expected a positive integer, got {value}")
-    every = {f"train.{k}": getattr(cfg.train, k) for k in ("log_every", "sample_every", "ckpt_every", "mode_every")}
-    for key, value in {**every, "eval.every": cfg.eval.every}.items():
+    every = {f"train.{k}": (getattr(cfg.train, k), "at the end only")
+             for k in ("log_every", "sample_every", "ckpt_every", "mode_every")}
+    for key, (value, zero) in {**every, "eval.every": (cfg.eval.every, "no evaluation during training")}.items():
         if value < 0:
-            raise GanforgeError(f"{key}: expected a step interval >= 0 (0: at the end only), got {value}")
+            raise GanforgeError(f"{key}: expected a step interval >= 0 (0: {zero}), got {value}")
     if cfg.train.amp not in _AMP_MODES:
         raise GanforgeError(f"train.amp: expected one of {', '.join(_AMP_MODES)}, got {cfg.train.amp!r}")
     from .training.phases import LR_SCHEDULES
