@@ -35,7 +35,8 @@ def main() -> None:
                 values = [f[key] for f in finals if key in f]
                 if values:
                     worst = max(values) if key == "kl" else min(values)
-                    print(f"   {preset} over seeds {a.seeds}: {key} worst {worst:.4f} mean {sum(values) / len(values):.4f}")
+                    mean = sum(values) / len(values)
+                    print(f"   {preset} over seeds {a.seeds}: {key} worst {worst:.4f} mean {mean:.4f}")
 
 
 def run_one(preset: str, seed: int | None, out_root: Path, overrides: list[str]) -> dict:
@@ -47,8 +48,8 @@ def run_one(preset: str, seed: int | None, out_root: Path, overrides: list[str])
     t0, c0 = time.perf_counter(), time.process_time()
     summary = train(cfg, out, progress=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"== {preset} (seed {cfg.seed}): {cfg.train.steps} steps x batch {cfg.train.batch_size}; wall {wall / 60:.2f} "
-          f"min, process CPU {cpu / 60:.2f} min (includes periodic mode evaluation)")
+    print(f"== {preset} (seed {cfg.seed}): {cfg.train.steps} steps x batch {cfg.train.batch_size}; "
+          f"wall {wall / 60:.2f} min, process CPU {cpu / 60:.2f} min (includes periodic mode evaluation)")
     for line in (out / "metrics.jsonl").read_text().splitlines():
         e = json.loads(line)
         if e["event"] == "modes":
@@ -56,6 +57,7 @@ def run_one(preset: str, seed: int | None, out_root: Path, overrides: list[str])
             print(f"   step {e['step']:6d}: modes {e['modes']:.0f}{hq} KL {e['kl']:.4f}")
     print(f"   final: {json.dumps(summary)}", flush=True)
     return summary
+
 
 if __name__ == "__main__":
     main()

@@ -53,7 +53,7 @@ class TrainConfig:
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)) so early G_ema is not stuck near init
     amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA: GradScaler)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    log_every: int = 50  # every *_every: 0 means at the end only
+    log_every: int = 50  # *_every intervals also fire at the last step; 0: at the last step only
     sample_every: int = 500
     ckpt_every: int = 500
     keep_ckpts: int = 3
