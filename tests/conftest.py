@@ -5,6 +5,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from ganforge.registries import load_all  # noqa: E402
+
+load_all()  # every component registered before test modules parametrize over the registries
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):

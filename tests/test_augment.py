@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganforge.augment import OPS, Augment, DiffAugment
-from ganforge.augment.diffaugment import rand_cutout, rand_translation
+from ganforge.augment import Augment
+from ganforge.augment.diffaugment import OPS, DiffAugment, rand_cutout, rand_translation
 from ganforge.errors import GanforgeError
 from ganforge.registries import AUGMENTATIONS
+from ganforge.training.rng import SampleRNG
 
 
 def images(b: int = 4, c: int = 3, h: int = 8, w: int = 8, seed: int = 0) -> torch.Tensor:
@@ -59,11 +60,33 @@ def test_diffaugment_is_reproducible_from_the_global_seed_and_random_per_call():
     assert not torch.equal(a, x)
 
 
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
+def test_a_sample_is_augmented_the_same_in_any_shard_of_the_global_batch(name):
+    """Rows of the global batch drawn by one process, by 2 ranks or in 4 accumulation rounds get the same transform."""
+    aug = AUGMENTATIONS.build(name)
+    x = images(b=8)
+    whole = aug(x, rng=SampleRNG(("k",), slice(0, 8), 8))
+    for parts in (2, 4):
+        n = 8 // parts
+        pieces = [aug(x[i * n:(i + 1) * n], rng=SampleRNG(("k",), slice(i * n, (i + 1) * n), 8)) for i in range(parts)]
+        assert torch.equal(torch.cat(pieces), whole)
+    other = aug(x, rng=SampleRNG(("other",), slice(0, 8), 8))
+    assert name == "none" or not torch.equal(other, whole)  # the key decides the draw
+
+
+def test_sample_rng_serves_concatenated_batches_row_by_row():
+    full = SampleRNG(("k",), slice(0, 4), 4).rand(8)  # two stacked copies of a 4-row batch
+    half = SampleRNG(("k",), slice(2, 4), 4).rand(4)  # rows 2-3, twice
+    assert torch.equal(half, full[[2, 3, 6, 7]])
+    with pytest.raises(ValueError, match="multiple"):
+        SampleRNG(("k",), slice(0, 4), 4).rand(3)
+
+
 def test_translation_moves_content_by_an_allowed_shift_with_zero_fill():
     torch.manual_seed(0)
     x = images(b=16, c=2, h=8, w=8) + 3  # strictly positive, so zero fill is unambiguous
     ratio = 0.25  # max shift int(8 * 0.25 + 0.5) = 2 pixels per axis
-    out = rand_translation(x, ratio)
+    out = rand_translation(x, ratio, SampleRNG())
     seen = set()
     for i in range(x.shape[0]):
         matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if torch.equal(out[i], shifted(x[i], dy, dx))]
@@ -75,7 +98,7 @@ def test_translation_moves_content_by_an_allowed_shift_with_zero_fill():
 def test_translation_is_differentiable_as_a_permutation():
     torch.manual_seed(1)
     x = images(b=3).requires_grad_(True)
-    out = rand_translation(x, 0.125)
+    out = rand_translation(x, 0.125, SampleRNG())
     out.sum().backward()
     # Each input pixel is either copied once or shifted out of the frame: gradient is exactly 0 or 1.
     assert set(x.grad.unique().tolist()) <= {0.0, 1.0}
@@ -85,7 +108,7 @@ def test_translation_is_differentiable_as_a_permutation():
 def test_cutout_zeroes_one_rectangle_of_the_given_size_and_keeps_the_rest():
     torch.manual_seed(0)
     x = images(b=32, c=3, h=8, w=8) + 3
-    out = rand_cutout(x, 0.5)  # 4 x 4 cut, clipped at the border
+    out = rand_cutout(x, 0.5, SampleRNG())  # 4 x 4 cut, clipped at the border
     for i in range(x.shape[0]):
         zero = (out[i] == 0).all(dim=0)  # (H, W): same mask on every channel
         assert ((out[i] == 0) == zero).all()

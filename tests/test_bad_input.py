@@ -165,7 +165,7 @@ def test_conditioning_that_needs_labels_on_an_unlabelled_folder(tmp_path, capsys
     _write_pngs(tmp_path / "flat", 4)  # images directly in the root: 0 classes
     cfg = _images_cfg(tmp_path, root=str(tmp_path / "flat"))
     rc, _, err = run_cli(capsys, "train", cfg, "--out", tmp_path / "run", "--no-progress", "conditioning.g=cbn")
-    assert_one_line_error(rc, err, "conditioning:", "cbn", "needs labels", "0 class")
+    assert_one_line_error(rc, err, "conditioning.g 'cbn'", "needs class labels", "0 class")
 
 
 # ------------------------------------------------------------------------------------------------- files and dirs

@@ -23,10 +23,11 @@ def test_g_conditioning_interface(name):
     torch.manual_seed(0)
     cond = G_CONDITIONING.build(name, {}, num_classes=K)
     z, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 0, 1])
-    h = cond.prepare(z, y)
-    assert h.shape == (6, cond.in_features(5))
+    cond.bind(5, num_blocks=3)
+    inp = cond.prepare(z, y)
+    assert inp.x.shape == (6, cond.in_features(5)) and len(inp.blocks) == 3
     for norm, x in ((cond.norm1d(7), torch.randn(6, 7)), (cond.norm2d(3), torch.randn(6, 3, 4, 4))):
-        out = norm(x, y)
+        out = norm(x, inp.blocks[0])
         assert out.shape == x.shape
         with torch.no_grad():  # normalised over the batch: per-channel mean ~ 0 at init
             dims = [0] + list(range(2, x.dim()))
@@ -57,7 +58,7 @@ def test_cbn_norm_depends_on_label():
 def test_concat_appends_one_hot():
     cond = G_CONDITIONING.build("concat", {}, num_classes=K)
     z = torch.randn(3, 2)
-    out = cond.prepare(z, torch.tensor([2, 0, 3]))
+    out = cond.prepare(z, torch.tensor([2, 0, 3])).x
     assert torch.equal(out[:, :2], z)
     assert torch.equal(out[:, 2:], torch.eye(K)[[2, 0, 3]])
     with pytest.raises(GanforgeError, match="labels"):

@@ -153,7 +153,9 @@ def test_context_caches_d_real_across_terms():
     D, G = MLPD(4), MLPG(3, 4)
     ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="D")
     terms = {}
-    for term in (LOSSES.build("vanilla"), REGULARIZERS.build("lecam")):
+    lecam = REGULARIZERS.build("lecam")
+    lecam.update({"d_real": 0.0, "d_fake": 0.0})  # anchors from a previous D step
+    for term in (LOSSES.build("vanilla"), lecam):
         terms.update(term.d_terms(ctx))
     assert set(terms) == {"d_loss", "lecam"}
     assert D.calls == 2  # one D(real) and one D(fake), shared by both terms
@@ -286,6 +288,8 @@ def test_regularizers_contribute_to_d_only_and_reach_d_params(name):
     ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="D")
     term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {})
     assert isinstance(term, ObjectiveTerm) and term.every >= 1
+    if hasattr(term, "update"):  # a stateful term gets a previous D step's statistics (names from training/stats.py)
+        term.update({"d_real": 0.5, "d_fake": -0.5, "d_real_sign": 0.0, "window_nimg": 5, "nimg": 5})
     gctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="G")
     assert term.g_terms(gctx) == {}
     out = term.d_terms(ctx)
@@ -301,15 +305,20 @@ def test_regularizers_contribute_to_d_only_and_reach_d_params(name):
 def test_lecam_anchors_follow_the_ema_and_round_trip_through_state_dict():
     lecam = REGULARIZERS.build("lecam", {"weight": 1.0, "decay": 0.5, "one_sided": False})
     r1, f1 = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
+    assert lecam.d_terms(ctx_with_logits(r1, f1, "D")) == {}  # no anchors before the first D step's statistics
+    lecam.update({"d_real": 2.0, "d_fake": -0.5})  # the first update sets the anchors to the batch means
     out = lecam.d_terms(ctx_with_logits(r1, f1, "D"))["lecam"]
-    # First call: anchors = batch means (2.0, -0.5); R_LC = mean((r - a_F)^2) + mean((a_R - f)^2), Eq. 3.
+    # R_LC = mean((r - a_F)^2) + mean((a_R - f)^2), Eq. 3, with a_R = 2.0, a_F = -0.5.
     assert out.item() == pytest.approx(mean([1.5 ** 2, 3.5 ** 2]) + mean([3.0 ** 2, 2.0 ** 2]), rel=1e-6)
-    r2, f2 = torch.tensor([0.0, 0.0]), torch.tensor([1.0, 1.0])
-    lecam.d_terms(ctx_with_logits(r2, f2, "D"))
+    lecam.update({"d_real": 0.0, "d_fake": 1.0})
     state = lecam.state_dict()
-    assert state["ema_real"].item() == pytest.approx(0.5 * 2.0 + 0.5 * 0.0)
-    assert state["ema_fake"].item() == pytest.approx(0.5 * -0.5 + 0.5 * 1.0)
+    assert state["ema_real"] == pytest.approx(0.5 * 2.0 + 0.5 * 0.0)
+    assert state["ema_fake"] == pytest.approx(0.5 * -0.5 + 0.5 * 1.0)
     assert int(state["steps"]) == 2
+    delayed = REGULARIZERS.build("lecam", {"decay": 0.5, "start": 3})
+    for real_mean in (1.0, 2.0, 4.0, 8.0):  # decay 0 for the first 3 updates, then the EMA
+        delayed.update({"d_real": real_mean, "d_fake": 0.0})
+    assert delayed.ema_real == pytest.approx(0.5 * 4.0 + 0.5 * 8.0)
     fresh = REGULARIZERS.build("lecam", {"weight": 1.0, "decay": 0.5, "one_sided": False})
     fresh.load_state_dict(state)
     a = lecam.d_terms(ctx_with_logits(r1, f1, "D"))["lecam"]
@@ -317,6 +326,7 @@ def test_lecam_anchors_follow_the_ema_and_round_trip_through_state_dict():
     assert a.item() == pytest.approx(b.item())
     # One-sided (authors' code): reals below the fake anchor and fakes above the real anchor are not penalised.
     one = REGULARIZERS.build("lecam", {"weight": 1.0})
+    one.update({"d_real": 2.0, "d_fake": -0.5})
     assert one.d_terms(ctx_with_logits(torch.tensor([-5.0, -3.0]), torch.tensor([3.0, 5.0]), "D"))["lecam"] == 0
 
 

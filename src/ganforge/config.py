@@ -1,9 +1,10 @@
 """Run configuration: one YAML file with typed sections, dotted overrides, validation with one-line errors.
 
 Fixed sections (`optim`, `train`, `eval`) are dataclasses whose fields are checked by type. Component sections
-(`data`, `model`, `conditioning.g`, `conditioning.d`, `loss`, `regularizers[i]`, `augment`) are `{name: ..., **options}`
-and are checked against the named component's signature in its registry, so a component's options are documented
-in exactly one place: its constructor.
+(`data`, `model`, `conditioning.g`, `conditioning.d`, `loss`, `regularizers[i]`, `augment`, and `eval.metrics[i]`)
+are `{name: ..., **options}` and are checked against the named component's signature in its registry, so a
+component's options are documented in exactly one place: its constructor. `plugins: [my_pkg.my_module, ...]` names
+modules that register more components; they are imported before anything is validated.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ class TrainConfig:
     ema_start: int = 0  # step from which G_ema averages (before it, G_ema copies G)
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)) so early G_ema is not stuck near init
     amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA: GradScaler)
+    channels_last: bool | None = None  # channels-last memory format for G, D and D's inputs; None: where the family
+    # declares that it helps (convolutional families)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50  # *_every intervals also fire at the last step; 0: at the last step only
     sample_every: int = 500
@@ -66,7 +69,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 0  # evaluate G_ema every N steps (0: never during training)
-    metrics: list[str] = field(default_factory=list)
+    metrics: list[str | dict] = field(default_factory=list)  # names, or {name: kid, subsets: 50}
     n: int = 10000
     backbone: str = "inception-fid"
     weights: str | None = None  # local weights file for the backbone
@@ -74,6 +77,7 @@ class EvalConfig:
     ref: str | None = None  # reference: image folder / stats file; None = the training dataset
     best: str | None = None  # keep a best checkpoint by this metric key (lower is better except is/precision/...)
     batch_size: int = 100
+    seed: int = 0  # latents of the evaluated samples (training hook, mode metrics and `ganforge eval --seed` alike)
 
 
 _AMP_MODES = ("none", "bf16", "fp16")
@@ -92,14 +96,31 @@ class RunConfig:
     train: TrainConfig
     eval: EvalConfig
     seed: int = 0
+    plugins: list[str] = field(default_factory=list)
+
+    def components(self) -> list[tuple[str, Registry, Component]]:
+        """(config key, registry, choice) of every training component."""
+        from .registries import ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, REGULARIZERS
+
+        return [("data", DATASETS, self.data), ("model", ARCHITECTURES, self.model),
+                ("conditioning.g", G_CONDITIONING, self.g_cond), ("conditioning.d", D_HEADS, self.d_head),
+                ("loss", LOSSES, self.loss),
+                *[(f"regularizers.{i}", REGULARIZERS, r) for i, r in enumerate(self.regularizers)],
+                ("augment", AUGMENTATIONS, self.augment)]
+
+    def label_users(self) -> list[str]:
+        """Config keys of the components that declare they need class labels (`uses_labels`)."""
+        return [f"{where} {c.name!r}" for where, reg, c in self.components()
+                if reg.get(c.name, where).declares("uses_labels", False)]
 
     @property
     def conditional(self) -> bool:
-        """Whether labels are fed to G and D (any conditioning other than none/linear)."""
-        return self.g_cond.name != "none" or self.d_head.name != "linear"
+        """Whether labels are fed to G and D: some chosen component declares that it uses them."""
+        return bool(self.label_users())
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"plugins": list(self.plugins)} if self.plugins else {}),
             "seed": self.seed,
             "data": self.data.to_dict(),
             "model": self.model.to_dict(),
@@ -120,8 +141,10 @@ def _plain(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-_TOP_KEYS = ("seed", "data", "model", "conditioning", "loss", "regularizers", "augment", "optim", "train", "eval")
+_TOP_KEYS = ("plugins", "seed", "data", "model", "conditioning", "loss", "regularizers", "augment", "optim", "train",
+             "eval")
 _DEFAULTS = {
+    "plugins": [],
     "seed": 0,
     "conditioning": {"g": {"name": "none"}, "d": {"name": "linear"}},
     "loss": {"name": "hinge"},
@@ -165,14 +188,18 @@ def _section(cls: type, raw: Any, where: str) -> Any:
 def from_dict(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw config mapping (after overrides) into a RunConfig."""
     from .registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, METRICS,
-                             REGULARIZERS, load_all)
+                             REGULARIZERS, load_all, load_plugins)
 
-    load_all()
     if not isinstance(raw, dict):
         raise GanforgeError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     for key in raw:
         if key not in _TOP_KEYS:
             raise GanforgeError(f"{key}: unknown top-level key; valid keys: {', '.join(_TOP_KEYS)}")
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise GanforgeError(f"plugins: expected a list of module names, got {plugins!r}")
+    load_all()
+    load_plugins(plugins)
     for key in ("data", "model"):
         if key not in raw:
             raise GanforgeError(f"{key}: missing section (a mapping with 'name')")
@@ -195,12 +222,38 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         optim=_section(OptimConfig, raw["optim"], "optim"),
         train=_section(TrainConfig, raw["train"], "train"),
         eval=_section(EvalConfig, raw["eval"], "eval"),
+        plugins=list(plugins),
     )
-    _check_values(cfg, METRICS)
+    cfg.eval.metrics = [metric_spec(m, METRICS, f"eval.metrics.{i}") for i, m in enumerate(cfg.eval.metrics)]
+    _check_values(cfg)
+    _check_declarations(cfg)
     return cfg
 
 
-def _check_values(cfg: RunConfig, metrics: Registry) -> None:
+def metric_spec(raw: Any, registry: Registry, where: str) -> str | dict[str, Any]:
+    """A validated metric choice: its name, or {name, **options} when it has options (kept in that form)."""
+    comp = _component(raw, registry, where)
+    return comp.to_dict() if comp.options else comp.name
+
+
+def _check_declarations(cfg: RunConfig) -> None:
+    """What components declare about each other: D outputs terms read, decomposability under accumulation."""
+    from .registries import D_HEADS
+
+    provided = set(D_HEADS.get(cfg.d_head.name).declares("provides", frozenset()))
+    for where, reg, comp in cfg.components():
+        entry = reg.get(comp.name, where)
+        missing = set(entry.declares("requires", frozenset())) - provided
+        if missing:
+            raise GanforgeError(f"{where}: {comp.name!r} needs D output(s) {', '.join(sorted(missing))}, which D head "
+                                f"{cfg.d_head.name!r} does not provide (it provides: "
+                                f"{', '.join(sorted(provided)) or 'adv only'})")
+        if cfg.train.accumulate > 1 and not entry.declares("decomposable", True):
+            raise GanforgeError(f"{where}: {comp.name!r} is computed over the whole batch and cannot be split into "
+                                f"accumulation rounds; set train.accumulate=1 (got {cfg.train.accumulate})")
+
+
+def _check_values(cfg: RunConfig) -> None:
     positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
                 "train.accumulate": cfg.train.accumulate, "optim.d_steps": cfg.optim.d_steps,
                 "train.keep_ckpts": cfg.train.keep_ckpts, "eval.n": cfg.eval.n}
@@ -225,8 +278,13 @@ def _check_values(cfg: RunConfig, metrics: Registry) -> None:
     if cfg.train.batch_size % cfg.train.accumulate:
         raise GanforgeError(f"train.batch_size: {cfg.train.batch_size} is not divisible by train.accumulate="
                             f"{cfg.train.accumulate}")
-    for i, m in enumerate(cfg.eval.metrics):
-        metrics.get(m, f"eval.metrics.{i}")
+    for key in ("g_lr", "d_lr", "eps"):
+        value = getattr(cfg.optim, key)
+        if not value > 0:
+            raise GanforgeError(f"optim.{key}: expected a number > 0, got {value}")
+    for i, beta in enumerate(cfg.optim.betas):
+        if not 0.0 <= beta < 1.0:
+            raise GanforgeError(f"optim.betas[{i}]: expected a number in [0, 1), got {beta}")
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -293,7 +351,9 @@ def load_raw(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file (a preset name like `ring8` finds configs/ring8.yaml)."""
     p = resolve_preset(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise GanforgeError(f"{p}: not a UTF-8 text file (byte {e.start}: {e.reason}); save the config as UTF-8") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""

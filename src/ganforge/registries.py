@@ -1,26 +1,42 @@
-"""The project's registries, one per kind of component.
+"""The project's registries, one per kind of component, and how components are found.
 
 Context names are what the framework injects when it builds a component; users set only the remaining keyword
-parameters from YAML. Modules register themselves on import; `load_all()` imports every component module.
+parameters from YAML. A component takes only the context parameters it names in its signature.
+
+Components register themselves on import. `load_all()` imports every module of the component packages (found on
+disk, so there is no hand-kept import list) and every plugin: modules advertised by installed distributions under the
+`ganforge.plugins` entry-point group, and modules named by a run's `plugins:` config key (`load_plugins`).
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import pkgutil
+import warnings
+from typing import Iterable
 
+from .errors import GanforgeError
 from .registry import Registry
+
+# What objective terms and augmentations may ask for when they are built (see `training/build.py`):
+# num_classes (0 unconditional), img_shape (C, H, W) or (D,), feature_dim (width of D's penultimate features h),
+# tap_shapes (name -> shape of each intermediate D feature map, without batch), total_steps (train.steps, G steps),
+# batch_size (global), d_steps (D steps per G step).
+BUILD_CONTEXT = ("num_classes", "img_shape", "feature_dim", "tap_shapes", "total_steps", "batch_size", "d_steps")
 
 # (G, D backbone) families: `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`
 ARCHITECTURES = Registry("architecture", context=("img_shape", "num_classes", "g_cond"))
 # how labels enter G: `cls(*, num_classes, **opts) -> GConditioning`
 G_CONDITIONING = Registry("G conditioning", context=("num_classes",))
-# heads on D features: `cls(*, in_features, num_classes, **opts) -> DHead`
-D_HEADS = Registry("D head", context=("in_features", "num_classes"))
+# heads on D features: `cls(*, in_features, num_classes, d_sn, **opts) -> DHead` (d_sn: whether D's backbone is
+# spectrally normalized, the default for the head's own layers)
+D_HEADS = Registry("D head", context=("in_features", "num_classes", "d_sn"))
 # adversarial losses: `cls(**opts) -> ObjectiveTerm`
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", context=BUILD_CONTEXT)
 # regularizers: `cls(**opts) -> ObjectiveTerm` (with `every` for lazy ones)
-REGULARIZERS = Registry("regularizer")
-# differentiable augmentations: `cls(*, num_classes, **opts) -> Augment`
-AUGMENTATIONS = Registry("augmentation", context=("num_classes",))
+REGULARIZERS = Registry("regularizer", context=BUILD_CONTEXT)
+# differentiable augmentations: `cls(**opts) -> Augment`
+AUGMENTATIONS = Registry("augmentation", context=BUILD_CONTEXT)
 # datasets: `cls(*, split, cache_dir, **opts) -> Dataset`
 DATASETS = Registry("dataset", context=("split", "cache_dir"))
 # feature backbones for evaluation: `cls(*, weights, device, **opts) -> Backbone`
@@ -40,7 +56,7 @@ ALL = {
     "metrics": METRICS,
 }
 
-_COMPONENT_PACKAGES = (
+COMPONENT_PACKAGES = (
     "ganforge.data",
     "ganforge.models",
     "ganforge.conditioning",
@@ -48,9 +64,48 @@ _COMPONENT_PACKAGES = (
     "ganforge.augment",
     "ganforge.metrics",
 )
+ENTRY_POINT_GROUP = "ganforge.plugins"
+
+_loaded = False
+
+
+def component_modules() -> list[str]:
+    """Every module of the component packages, found on disk (sub-packages included)."""
+    names = []
+    for pkg_name in COMPONENT_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg_name}."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                names.append(info.name)
+    return names
 
 
 def load_all() -> None:
-    """Import every component package so that all registrations have happened."""
-    for pkg in _COMPONENT_PACKAGES:
-        importlib.import_module(pkg)
+    """Import every component module and every installed plugin, so that all registrations have happened."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in component_modules():
+        importlib.import_module(name)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # an installed third-party plugin must not break every command
+            warnings.warn(f"plugin {ep.name!r} ({ENTRY_POINT_GROUP} entry point {ep.value}) failed to load: "
+                          f"{type(e).__name__}: {e}")
+
+
+def load_plugins(modules: Iterable[str], where: str = "plugins") -> None:
+    """Import the user's component modules (a run's `plugins:` list), each a dotted module name on sys.path."""
+    for i, name in enumerate(modules):
+        if not isinstance(name, str) or not name:
+            raise GanforgeError(f"{where}.{i}: expected a dotted module name, got {name!r}")
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise GanforgeError(f"{where}.{i}: cannot import plugin module {name!r} ({type(e).__name__}: {e}); "
+                                f"is it installed or on PYTHONPATH?") from e
+        except Exception as e:  # a bug in the plugin itself (e.g. a name registered twice)
+            raise GanforgeError(f"{where}.{i}: plugin module {name!r} failed on import "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e

@@ -39,6 +39,18 @@ class Entry:
     def defaults(self) -> dict[str, Any]:
         return {n: p.default for n, p in self.options().items() if p.default is not p.empty}
 
+    def declares(self, attribute: str, default: Any = None) -> Any:
+        """What the component declares about itself (a class attribute such as `uses_labels`), else `default`.
+
+        The framework reads capabilities from here (does it need labels, which D outputs does it provide or need),
+        never from the component's name.
+        """
+        return getattr(self.obj, attribute, default)
+
+    def accepts(self, parameter: str) -> bool:
+        """Whether the component's constructor takes `parameter` (e.g. an optional piece of build context)."""
+        return parameter in inspect.signature(self.obj).parameters
+
 
 def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n")[0].strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..registries import AUGMENTATIONS
+from ..training.rng import SampleRNG
 from .base import Augment
 
 
@@ -11,9 +12,5 @@ from .base import Augment
 class NoAugment(Augment):
     """No augmentation (identity)."""
 
-    def __init__(self, num_classes: int = 0):
-        super().__init__()
-        self.num_classes = num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rng: SampleRNG | None = None) -> torch.Tensor:
         return x

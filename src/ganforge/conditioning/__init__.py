@@ -1,8 +1,7 @@
 """Conditioning: how labels enter G (`G_CONDITIONING`) and heads on D's features (`D_HEADS`).
 
-Importing this package registers every method.
+Each method is one module here; `ganforge.registries.load_all()` finds and imports them (no import list to keep).
 """
-from . import d_linear, d_projection, g_cbn, g_concat, g_none  # noqa: F401  (registration)
-from .base import DHead, DOutput, GConditioning
+from .base import DHead, DOutput, GConditioning, GInput
 
-__all__ = ["DHead", "DOutput", "GConditioning"]
+__all__ = ["DHead", "DOutput", "GConditioning", "GInput"]

@@ -2,7 +2,7 @@
 
 "cGANs with Projection Discriminator" (Miyato & Koyama, 2018), Eq. 3: the class enters D as the inner product of a
 learned class embedding with the features; psi is the unconditional linear term. Spectral norm on psi and on the
-embedding follows the paper's ResNet experiments (option `sn`).
+embedding (the paper's ResNet experiments) follows the D backbone's (`d_sn`) unless the `sn` option says otherwise.
 """
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ from .base import DHead, DOutput
 
 @D_HEADS.register("projection")
 class ProjectionHead(DHead):
-    """Projection discriminator: adv = psi(h) + <embed(y), h> (Miyato & Koyama 2018)."""
+    """Projection discriminator: adv = psi(h) + <embed(y), h> (Miyato & Koyama 2018).
 
-    def __init__(self, *, in_features: int, num_classes: int, sn: bool = True):
+    Args:
+        sn: spectral norm on psi and the class embedding; None (default) follows the architecture's D (`d_sn`).
+    """
+
+    uses_labels = True
+
+    def __init__(self, *, in_features: int, num_classes: int, d_sn: bool = True, sn: bool | None = None):
         super().__init__()
         if num_classes < 1:
             raise GanforgeError("D head 'projection': needs a labelled dataset (num_classes >= 1), "
@@ -29,6 +35,7 @@ class ProjectionHead(DHead):
         nn.init.xavier_uniform_(self.psi.weight)
         nn.init.zeros_(self.psi.bias)
         nn.init.xavier_uniform_(self.embed.weight)
+        sn = d_sn if sn is None else sn
         maybe_sn(self.psi, sn)
         maybe_sn(self.embed, sn)
 

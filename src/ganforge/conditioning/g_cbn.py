@@ -19,7 +19,8 @@ from .base import GConditioning
 class ConditionalBN(GConditioning):
     """Conditional BatchNorm: per-class gamma/beta after affine-free BatchNorm (Miyato & Koyama 2018)."""
 
-    labels_in_norms = True  # labels enter only through the norm layers
+    uses_labels = True
+    labels_in_norms = True  # labels enter only through the norm layers (each block's conditioning value is y)
 
     def __init__(self, *, num_classes: int, eps: float = 1e-5, momentum: float = 0.1):
         if num_classes < 1:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import GanforgeError
 from ..registries import G_CONDITIONING
+from .base import GInput
 from .g_none import Unconditional
 
 
@@ -17,6 +18,7 @@ from .g_none import Unconditional
 class ConcatLabel(Unconditional):
     """Concatenate one-hot labels to z (Mirza & Osindero 2014); plain BatchNorm elsewhere."""
 
+    uses_labels = True
     labels_in_norms = False  # labels enter through the input
 
     def __init__(self, *, num_classes: int):
@@ -28,7 +30,8 @@ class ConcatLabel(Unconditional):
     def in_features(self, z_dim: int) -> int:
         return z_dim + self.num_classes
 
-    def prepare(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def prepare(self, z: torch.Tensor, y: torch.Tensor | None) -> GInput:
         if y is None:
             raise GanforgeError("G conditioning 'concat': needs class labels y, got None")
-        return torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)  # (B, z_dim + K)
+        x = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)  # (B, z_dim + K)
+        return GInput(x, [None] * self.num_blocks)  # plain BatchNorm in the blocks

@@ -1,8 +1,7 @@
 """Model families: each registers an architecture `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`.
 
-Importing this package registers every family.
+Each family is one module here; `ganforge.registries.load_all()` finds and imports them.
 """
-from . import dcgan, mlp, resnet  # noqa: F401  (registration)
 from .base import ArchPair, DBackbone, Discriminator, Generator
 
 __all__ = ["ArchPair", "DBackbone", "Discriminator", "Generator"]

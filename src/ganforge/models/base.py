@@ -2,8 +2,12 @@
 
 - `Generator`: `G(z, y=None) -> x` in model space ((B, C, H, W) images in [-1, 1], or (B, D) points).
 - `DBackbone`: `D.features(x) -> h` (B, feature_dim); a D head (conditioning/) turns `(h, y)` into a `DOutput`.
-- `Discriminator`: backbone + head, `D(x, y) -> DOutput`. Conditioning is therefore written once, not per family.
+  `taps()` names the intermediate feature maps (input side first) that terms can ask for.
+- `Discriminator`: backbone + head, `D(x, y) -> DOutput` (with `h` and, on request, the tapped feature maps).
+  Conditioning is therefore written once, not per family.
 - An architecture is a registered factory `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`.
+- Families declare `channels_last = True` on their G / D classes when channels-last memory format speeds them up
+  (convolutional families); the trainer reads that, never the family's name.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch
 from torch import nn
 
 from ..conditioning.base import DHead, DOutput
+from ..errors import GanforgeError
 
 
 class Generator(nn.Module):
@@ -21,6 +26,7 @@ class Generator(nn.Module):
     z_dim: int
     num_classes: int
     img_shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
+    channels_last: bool = False  # channels-last memory format helps this family (convolutional)
 
     @property
     def channels(self) -> int:
@@ -52,9 +58,15 @@ class DBackbone(nn.Module):
     """Base class: subclasses set `feature_dim` and implement `features(x) -> (B, feature_dim)`."""
 
     feature_dim: int
+    channels_last: bool = False  # channels-last memory format helps this family (convolutional)
+    spectral_norm: bool = False  # whether the factory spectrally normalized this D (heads follow it by default)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def taps(self) -> dict[str, nn.Module]:
+        """Intermediate feature maps terms may ask for: name -> module whose output is the map, input side first."""
+        return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -68,8 +80,27 @@ class Discriminator(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DOutput:
-        return self.head(self.backbone.features(x), y)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, features: bool = False) -> DOutput:
+        """D's verdict on `x`; `features=True` also returns every tapped intermediate map as `out.features`."""
+        maps: dict[str, torch.Tensor] = {}
+        hooks = []
+        if features:
+            taps = self.backbone.taps()
+            if not taps:
+                raise GanforgeError(f"{type(self.backbone).__name__} exposes no intermediate features (taps); choose "
+                                    f"an architecture whose D does, or a term that does not need them")
+            for name, module in taps.items():
+                hooks.append(module.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out)))
+        try:
+            h = self.backbone.features(x)  # (B, F)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        out = self.head(h, y)
+        out.extras["h"] = h
+        if features:
+            out.extras["features"] = maps
+        return out
 
 
 class ArchPair(NamedTuple):

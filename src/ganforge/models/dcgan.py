@@ -26,6 +26,8 @@ MAX_MULT = 8  # widest layer = 8 * ch, at the base grid
 class DCGANGenerator(Generator):
     """Linear to the base grid, then transposed convs doubling the resolution, conv to the image, tanh."""
 
+    channels_last = True
+
     def __init__(self, img_shape: tuple[int, int, int], num_classes: int, g_cond: GConditioning, grid: Grid,
                  z_dim: int, g_ch: int):
         super().__init__()
@@ -33,6 +35,7 @@ class DCGANGenerator(Generator):
         self.g_cond = g_cond
         self.base = grid.base
         widths = [g_ch * min(MAX_MULT, 2 ** (grid.steps - i)) for i in range(grid.steps + 1)]
+        g_cond.bind(z_dim, num_blocks=grid.steps + 1)  # the base grid's norm, then one per transposed conv
         self.linear = nn.Linear(g_cond.in_features(z_dim), widths[0] * grid.base[0] * grid.base[1])
         self.norm0 = g_cond.norm2d(widths[0])
         self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1, bias=False)
@@ -41,16 +44,19 @@ class DCGANGenerator(Generator):
         self.to_img = nn.Conv2d(widths[-1], img_shape[0], 3, padding=1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.linear(self.g_cond.prepare(z, y))
+        inp = self.g_cond.prepare(z, y)
+        x = self.linear(inp.x)
         x = x.view(x.shape[0], -1, *self.base)  # (B, 8ch, base_h, base_w)
-        x = torch.relu(self.norm0(x, y))
-        for up, norm in zip(self.ups, self.norms):
-            x = torch.relu(norm(up(x), y))  # resolution x2, width /2
+        x = torch.relu(self.norm0(x, inp.blocks[0]))
+        for up, norm, c in zip(self.ups, self.norms, inp.blocks[1:]):
+            x = torch.relu(norm(up(x), c))  # resolution x2, width /2
         return torch.tanh(self.to_img(x))  # (B, C, H, W)
 
 
 class DCGANDiscriminator(DBackbone):
     """Conv 3x3, then k x (strided conv 4x4, conv 3x3) with LeakyReLU(0.1); flattened features."""
+
+    channels_last = True
 
     def __init__(self, img_shape: tuple[int, int, int], grid: Grid, d_ch: int):
         super().__init__()
@@ -64,6 +70,11 @@ class DCGANDiscriminator(DBackbone):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 8ch * base_h * base_w)
+
+    def taps(self) -> dict[str, nn.Module]:
+        # the activation after the first conv, then after each resolution level's 3x3 conv
+        acts = [m for m in self.net if isinstance(m, nn.LeakyReLU)]
+        return {f"block{i}": m for i, m in enumerate([acts[0], *acts[2::2]])}
 
 
 @ARCHITECTURES.register("dcgan")
@@ -85,4 +96,5 @@ def dcgan(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: i
     for net in (G, D):
         init_weights(net, init, where="architecture 'dcgan' option init")
     maybe_sn(D, d_sn)
+    D.spectral_norm = d_sn
     return ArchPair(G, D)

@@ -33,6 +33,7 @@ class MLPGenerator(Generator):
         super().__init__()
         self.z_dim, self.num_classes, self.img_shape = z_dim, num_classes, tuple(img_shape)
         self.g_cond = g_cond
+        g_cond.bind(z_dim, num_blocks=layers)  # one conditioning value per hidden layer
         widths = [g_cond.in_features(z_dim)] + [hidden] * layers
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.norms = nn.ModuleList(g_cond.norm1d(hidden) if use_norm else IdentityNorm() for _ in range(layers))
@@ -40,9 +41,10 @@ class MLPGenerator(Generator):
         self.tanh = tanh
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.g_cond.prepare(z, y)  # (B, in_features)
-        for linear, norm in zip(self.linears, self.norms):
-            x = torch.relu(norm(linear(x), y))  # (B, hidden)
+        inp = self.g_cond.prepare(z, y)
+        x = inp.x  # (B, in_features)
+        for linear, norm, c in zip(self.linears, self.norms, inp.blocks):
+            x = torch.relu(norm(linear(x), c))  # (B, hidden)
         x = self.out(x)
         if self.tanh:
             x = torch.tanh(x)
@@ -63,6 +65,9 @@ class MLPDiscriminator(DBackbone):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, hidden)
+
+    def taps(self) -> dict[str, nn.Module]:
+        return {f"block{i}": m for i, m in enumerate(m for m in self.net if isinstance(m, nn.LeakyReLU))}
 
 
 @ARCHITECTURES.register("mlp")
@@ -89,4 +94,5 @@ def mlp(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: int
     for net in (G, D):
         init_weights(net, init, where="architecture 'mlp' option init")
     maybe_sn(D, d_sn)
+    D.spectral_norm = d_sn
     return ArchPair(G, D)

@@ -33,6 +33,8 @@ def width_at(ch: int, side: int, full_width_res: int) -> int:
 class ResNetGenerator(Generator):
     """Linear to the base grid, up ResBlocks, BN -> ReLU -> conv3x3 -> tanh."""
 
+    channels_last = True
+
     def __init__(self, img_shape: tuple[int, int, int], num_classes: int, g_cond: GConditioning, grid: Grid,
                  z_dim: int, g_ch: int, full_width_res: int):
         super().__init__()
@@ -41,21 +43,25 @@ class ResNetGenerator(Generator):
         self.base = grid.base
         side = min(grid.base)
         widths = [width_at(g_ch, side << i, full_width_res) for i in range(grid.steps + 1)]
+        g_cond.bind(z_dim, num_blocks=grid.steps)  # one conditioning value per up block
         self.linear = nn.Linear(g_cond.in_features(z_dim), widths[0] * grid.base[0] * grid.base[1])
         self.blocks = nn.ModuleList(GBlock(a, b, g_cond) for a, b in zip(widths[:-1], widths[1:]))
         self.norm = nn.BatchNorm2d(widths[-1])  # unconditional, as in SNGAN / BigGAN
         self.to_img = nn.Conv2d(widths[-1], img_shape[0], 3, padding=1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.linear(self.g_cond.prepare(z, y))
+        inp = self.g_cond.prepare(z, y)
+        x = self.linear(inp.x)
         x = x.view(x.shape[0], -1, *self.base)  # (B, g_ch, base_h, base_w)
-        for block in self.blocks:
-            x = block(x, y)  # resolution x2
+        for block, c in zip(self.blocks, inp.blocks):
+            x = block(x, c)  # resolution x2
         return torch.tanh(self.to_img(torch.relu(self.norm(x))))  # (B, C, H, W)
 
 
 class ResNetDiscriminator(DBackbone):
     """Optimized block, down blocks to 2x the base grid, two plain blocks, ReLU, global sum pooling."""
+
+    channels_last = True
 
     def __init__(self, img_shape: tuple[int, int, int], grid: Grid, d_ch: int, full_width_res: int):
         super().__init__()
@@ -73,6 +79,9 @@ class ResNetDiscriminator(DBackbone):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.blocks(x))
         return h.sum(dim=(2, 3))  # global sum pooling (SNGAN): (B, d_ch)
+
+    def taps(self) -> dict[str, nn.Module]:
+        return {f"block{i}": block for i, block in enumerate(self.blocks)}  # each block's output
 
 
 @ARCHITECTURES.register("resnet")
@@ -98,4 +107,5 @@ def resnet(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: 
         init_weights(net, init, where="architecture 'resnet' option init")
     maybe_sn(G, g_sn)
     maybe_sn(D, d_sn)
+    D.spectral_norm = d_sn
     return ArchPair(G, D)

@@ -1,9 +1,11 @@
-"""Shared shape of the adversarial losses: a pair of functions on D's logits.
+"""Shared shape of the adversarial losses: per-sample functions of D's logits, reduced by one hook.
 
 Every adversarial loss in this package (non-saturating, least squares, hinge, Wasserstein, relativistic) is fully
-described by two functions of D's (B,) logits: `d_loss(real, fake)` and `g_loss(fake, real)`. `AdversarialLoss`
-turns that pair into an `ObjectiveTerm`, reading the cached `ctx.d_real` / `ctx.d_fake`, so a new loss is two
-one-line formulas. Reference for the pairing of phases: Goodfellow et al., "Generative Adversarial Nets", 2014.
+described by per-sample functions of D's (B,) logits: `d_per_sample(real, fake) -> (loss on reals, loss on fakes)`
+and `g_per_sample(fake, real) -> loss per fake`. `reduce(values, role)` turns each (B,) vector into a scalar (the
+batch mean); a wrapper such as top-k training (Sinha et al. 2020) overrides it to keep only some samples, so it works
+with any loss. `AdversarialLoss` turns that into an `ObjectiveTerm`, reading the cached `ctx.d_real` / `ctx.d_fake`.
+Reference for the pairing of phases: Goodfellow et al., "Generative Adversarial Nets", 2014.
 """
 from __future__ import annotations
 
@@ -13,18 +15,31 @@ from .base import Context, ObjectiveTerm
 
 
 class AdversarialLoss(ObjectiveTerm):
-    """Base class: subclasses implement `d_loss` and `g_loss` on logits; outputs are batch means."""
+    """Base class: subclasses implement `d_per_sample` and `g_per_sample` on logits."""
 
     # Relativistic losses pair each fake logit with a real one, so their G loss needs D(real) too.
     uses_real_in_g: bool = False
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """D's loss from real logits (B,) and fake logits (B,); a scalar."""
+    def d_per_sample(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's per-sample losses from real logits (B,) and fake logits (B,): (on reals, on fakes), each (B,)."""
         raise NotImplementedError
 
-    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        """G's loss from fake logits (B,) (and real logits (B,) for relativistic losses); a scalar."""
+    def g_per_sample(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """G's per-sample loss (B,) from fake logits (and real logits for relativistic losses)."""
         raise NotImplementedError
+
+    def reduce(self, values: torch.Tensor, role: str) -> torch.Tensor:
+        """A (B,) vector of per-sample losses -> scalar; `role` is "d_real", "d_fake" or "g". Default: the mean."""
+        return values.mean()
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """D's loss (a scalar) from real and fake logits."""
+        on_real, on_fake = self.d_per_sample(real, fake)
+        return self.reduce(on_real, "d_real") + self.reduce(on_fake, "d_fake")
+
+    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss (a scalar) from fake logits (and real logits for relativistic losses)."""
+        return self.reduce(self.g_per_sample(fake, real), "g")
 
     def d_terms(self, ctx: Context) -> dict[str, torch.Tensor]:
         # Losses are computed in float32 even when D ran under autocast.

@@ -34,7 +34,7 @@ class GradientPenalty(ObjectiveTerm):
         n = min(real.shape[0], fake.shape[0])
         real, fake = real[:n], fake[:n].to(real.dtype)
         # Algorithm 1, line 5: one t ~ U(0, 1) per sample, broadcast over the remaining dims.
-        t = torch.rand(n, *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+        t = ctx.sample_rng().rand(n, *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
         x_hat = t * real + (1 - t) * fake
         y = ctx.y_real[:n] if ctx.y_real is not None else None
         grad = input_gradient(ctx, x_hat, y)  # (B, N) float32

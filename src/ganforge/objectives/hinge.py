@@ -16,10 +16,10 @@ from .adversarial import AdversarialLoss
 class HingeLoss(AdversarialLoss):
     """Hinge loss (Lim & Ye 2017, Miyato 2018): D relu(1-D(x_r)) + relu(1+D(x_f)), G -D(x_f)."""
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_per_sample(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Miyato 2018, Eq. 16: margins of 1 on both sides.
-        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+        return F.relu(1.0 - real), F.relu(1.0 + fake)
 
-    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    def g_per_sample(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         # Miyato 2018, Eq. 17.
-        return -fake.mean()
+        return -fake

@@ -6,10 +6,14 @@ averages of D's mean output on reals / fakes (the "anchors"). It keeps D's predi
 apart, which matters most when data is scarce. The authors' released code applies the square only on the side that
 moves away from the anchor (relu before the square); `one_sided` selects that form (default) or the paper's Eq. 3.
 
-State: the anchors are training state. `state_dict()` returns {"ema_real", "ema_fake", "steps"} (tensors) and
-`load_state_dict()` restores them, so a checkpoint that saves the term resumes with the same anchors. The anchors
-update once per `d_terms` call (i.e. per D step), before the penalty is computed, and start from the first batch's
-means.
+Anchors: updated once per D step from the mean logits of the *global* batch (the trainer's `d_real` / `d_fake`
+statistics, reduced over ranks and accumulation rounds), so DDP, gradient accumulation and resume all see the same
+anchors. The penalty of a step uses the anchors of the steps before it (the authors update first and then penalise
+with the current batch included; a one-step lag is what makes the term exact under data parallelism). The first D
+step sets the anchors and has no penalty. Before `start` D steps the anchors simply follow the last batch (decay 0),
+as StudioGAN's CIFAR configs do with 1000.
+
+State (checkpointed): {"ema_real", "ema_fake", "steps"}.
 """
 from __future__ import annotations
 
@@ -31,49 +35,53 @@ class LeCamRegularizer(ObjectiveTerm):
         decay: EMA decay of the anchors (per D step).
         one_sided: penalise only D(x_r) above the fake anchor and D(x_f) below the real anchor (authors' code);
             False gives the two-sided squares of Eq. 3.
+        start: D steps during which the anchors follow the last batch's means (decay 0) before averaging.
     """
 
-    def __init__(self, weight: float = 0.3, decay: float = 0.99, one_sided: bool = True):
+    update_every = 1  # the anchors move after every D step
+
+    def __init__(self, weight: float = 0.3, decay: float = 0.99, one_sided: bool = True, start: int = 0):
         self.weight = check_nonnegative(weight, "lecam.weight")
         if not 0.0 <= decay < 1.0:
             raise GanforgeError(f"lecam.decay: expected a number in [0, 1), got {decay!r}")
-        self.decay = decay
-        self.one_sided = one_sided
-        self.ema_real = torch.zeros(())  # alpha_R
-        self.ema_fake = torch.zeros(())  # alpha_F
-        self.steps = 0
+        if start < 0:
+            raise GanforgeError(f"lecam.start: expected a number of D steps >= 0, got {start!r}")
+        self.decay, self.one_sided, self.start = decay, one_sided, start
+        self.ema_real = 0.0  # alpha_R
+        self.ema_fake = 0.0  # alpha_F
+        self.steps = 0  # anchor updates so far
 
-    def _update(self, real_mean: torch.Tensor, fake_mean: torch.Tensor) -> None:
-        """Move the anchors toward this batch's mean logits (the first batch sets them)."""
-        if self.steps == 0:
-            self.ema_real, self.ema_fake = real_mean, fake_mean
-        else:
-            d = self.decay
-            self.ema_real = d * self.ema_real.to(real_mean) + (1 - d) * real_mean
-            self.ema_fake = d * self.ema_fake.to(fake_mean) + (1 - d) * fake_mean
+    def update(self, stats: dict[str, float]) -> None:
+        """Move the anchors toward this D step's global mean logits (the first update sets them)."""
+        real_mean, fake_mean = stats["d_real"], stats["d_fake"]
+        d = self.decay if self.steps >= max(self.start, 1) else 0.0
+        self.ema_real = d * self.ema_real + (1 - d) * real_mean
+        self.ema_fake = d * self.ema_fake + (1 - d) * fake_mean
         self.steps += 1
 
     def d_terms(self, ctx: Context) -> dict[str, torch.Tensor]:
-        real, fake = ctx.d_real.adv.float(), ctx.d_fake.adv.float()  # (B,), (B,)
-        self._update(real.detach().mean(), fake.detach().mean())
+        real, fake = ctx.d_real.adv.float(), ctx.d_fake.adv.float()  # (B,), (B,): also feed the anchors' statistics
+        if self.steps == 0:
+            return {}  # no anchors yet
         # Eq. 3: reals are pulled toward the fake anchor, fakes toward the real anchor.
         gap_real, gap_fake = real - self.ema_fake, self.ema_real - fake
         if self.one_sided:
             gap_real, gap_fake = F.relu(gap_real), F.relu(gap_fake)
         return {"lecam": self.weight * (gap_real.pow(2).mean() + gap_fake.pow(2).mean())}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The anchors and the number of updates, for checkpoints."""
-        return {"ema_real": self.ema_real.detach().clone(), "ema_fake": self.ema_fake.detach().clone(),
-                "steps": torch.tensor(self.steps)}
+    def log_values(self) -> dict[str, float]:
+        return {"lecam_anchor_real": self.ema_real, "lecam_anchor_fake": self.ema_fake}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def state_dict(self) -> dict[str, float | int]:
+        """The anchors and the number of updates, for checkpoints."""
+        return {"ema_real": self.ema_real, "ema_fake": self.ema_fake, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict()` returned."""
         missing = {"ema_real", "ema_fake", "steps"} - set(state)
         if missing:
             raise GanforgeError(f"lecam state: missing key(s) {', '.join(sorted(missing))}")
-        self.ema_real = torch.as_tensor(state["ema_real"]).detach().clone().float()
-        self.ema_fake = torch.as_tensor(state["ema_fake"]).detach().clone().float()
+        self.ema_real, self.ema_fake = float(state["ema_real"]), float(state["ema_fake"])
         self.steps = int(state["steps"])
 
     def __repr__(self) -> str:

@@ -27,10 +27,10 @@ class LeastSquaresLoss(AdversarialLoss):
         self.fake_target = fake_target
         self.g_target = g_target
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_per_sample(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Eq. 2, D part: 1/2 (D(x) - b)^2 + 1/2 (D(G(z)) - a)^2.
-        return 0.5 * (real - self.real_target).pow(2).mean() + 0.5 * (fake - self.fake_target).pow(2).mean()
+        return 0.5 * (real - self.real_target).pow(2), 0.5 * (fake - self.fake_target).pow(2)
 
-    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    def g_per_sample(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         # Eq. 2, G part: 1/2 (D(G(z)) - c)^2.
-        return 0.5 * (fake - self.g_target).pow(2).mean()
+        return 0.5 * (fake - self.g_target).pow(2)

@@ -17,10 +17,10 @@ from .adversarial import AdversarialLoss
 class NonSaturatingLoss(AdversarialLoss):
     """Non-saturating logistic loss (Goodfellow 2014): D softplus(-D(x_r)) + softplus(D(x_f)), G softplus(-D(x_f))."""
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_per_sample(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # -log sigmoid(D(x_r)) - log(1 - sigmoid(D(x_f)))  (Eq. 1 of the paper, on logits).
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
+        return F.softplus(-real), F.softplus(fake)
 
-    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    def g_per_sample(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         # -log sigmoid(D(G(z))): the non-saturating generator objective (Sec. 3 of the paper).
-        return F.softplus(-fake).mean()
+        return F.softplus(-fake)

@@ -26,14 +26,15 @@ class RelativisticLoss(AdversarialLoss):
 
     uses_real_in_g = True
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_per_sample(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         real, fake = _paired(real, fake)
-        # R3GAN Eq. 2, D side: f(-(D(x_r) - D(x_f))) with f = softplus.
-        return F.softplus(fake - real).mean()
+        # R3GAN Eq. 2, D side: f(-(D(x_r) - D(x_f))) with f = softplus; one loss per (real, fake) pair, counted
+        # with the reals (the fake side adds nothing of its own).
+        return F.softplus(fake - real), torch.zeros_like(fake)
 
-    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    def g_per_sample(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         if real is None:
             raise ValueError("relativistic G loss needs the real logits")
         fake, real = _paired(fake, real)
         # R3GAN Eq. 2, G side: f(-(D(x_f) - D(x_r))); D(x_r) is a constant for G but still couples the pair.
-        return F.softplus(real - fake).mean()
+        return F.softplus(real - fake)

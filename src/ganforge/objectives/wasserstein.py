@@ -27,12 +27,9 @@ class WassersteinLoss(AdversarialLoss):
             raise GanforgeError(f"loss.drift: expected a number >= 0, got {drift!r}")
         self.drift = drift
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        # Negated critic objective of Eq. 3, plus ProGAN's drift term.
-        loss = fake.mean() - real.mean()
-        if self.drift:
-            loss = loss + self.drift * real.pow(2).mean()
-        return loss
+    def d_per_sample(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Negated critic objective of Eq. 3, plus ProGAN's drift term on the reals.
+        return -real + self.drift * real.pow(2), fake
 
-    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        return -fake.mean()
+    def g_per_sample(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        return -fake

@@ -1,9 +1,18 @@
-"""Build a run's parts from a validated RunConfig: dataset, G, D (backbone + head), G_ema, objective terms, augment."""
+"""Build a run's parts from a validated RunConfig: dataset, G, D (backbone + head), G_ema, objective terms, augment.
+
+Terms come from the loss, the regularizers, and from components that bring their own (a D head, D backbone or G
+conditioning with a `terms()` method: e.g. an auxiliary-classifier head brings its classification loss). Each term
+is keyed by where it came from and its name (`loss:hinge`, `regularizers.1:lecam`, `conditioning.d:ac`), which is
+how its state is checkpointed. Terms and augmentations get the build context they ask for (see
+`registries.BUILD_CONTEXT`).
+"""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import nn
 
 from ..augment.base import Augment
@@ -14,6 +23,7 @@ from ..models.base import Discriminator, Generator
 from ..objectives.base import ObjectiveTerm
 from ..registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, REGULARIZERS,
                           load_all)
+from ..registry import Registry
 
 
 @dataclass
@@ -22,7 +32,7 @@ class RunParts:
     G: Generator
     D: Discriminator
     G_ema: Generator
-    terms: list[ObjectiveTerm]  # the adversarial loss first, then the regularizers
+    terms: dict[str, ObjectiveTerm]  # key -> term; the adversarial loss first, then regularizers, then contributed
     augment: Augment
     num_classes: int  # 0 for unconditional runs
 
@@ -36,15 +46,67 @@ def build_models(cfg: RunConfig, dataset: Dataset) -> tuple[Generator, Discrimin
     info = dataset.info
     num_classes = info.num_classes if cfg.conditional else 0
     if cfg.conditional and num_classes < 2:
-        raise GanforgeError(f"conditioning: {cfg.g_cond.name}/{cfg.d_head.name} needs labels, but data "
-                            f"{cfg.data.name!r} has {info.num_classes} class(es); use conditioning g=none, d=linear")
+        users = ", ".join(cfg.label_users())
+        raise GanforgeError(f"{users}: needs class labels, but data {cfg.data.name!r} has {info.num_classes} "
+                            f"class(es); choose label-free components (e.g. conditioning g=none, d=linear)")
     g_cond = G_CONDITIONING.build(cfg.g_cond.name, cfg.g_cond.options, where="conditioning.g",
                                   num_classes=num_classes)
     pair = ARCHITECTURES.build(cfg.model.name, cfg.model.options, where="model", img_shape=tuple(info.shape),
                                num_classes=num_classes, g_cond=g_cond)
     head = D_HEADS.build(cfg.d_head.name, cfg.d_head.options, where="conditioning.d",
-                         in_features=pair.D.feature_dim, num_classes=num_classes)
+                         in_features=pair.D.feature_dim, num_classes=num_classes,
+                         d_sn=bool(getattr(pair.D, "spectral_norm", False)))
     return pair.G, Discriminator(pair.D, head), num_classes
+
+
+def tap_shapes(D: Discriminator, img_shape: tuple[int, ...], num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Shapes (without batch) of D's intermediate feature maps, from one forward pass on zeros in eval mode."""
+    if not D.backbone.taps():
+        return {}
+    was = D.training
+    D.eval()
+    try:
+        with torch.no_grad():
+            y = torch.zeros(2, dtype=torch.long) if num_classes > 0 else None
+            out = D(torch.zeros(2, *img_shape), y, features=True)
+    finally:
+        D.train(was)
+    return {name: tuple(t.shape[1:]) for name, t in out.features.items()}
+
+
+class _Context:
+    """Build context for terms and augmentations; `tap_shapes` is computed only for components that ask."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, D: Discriminator, num_classes: int):
+        self.D, self.img_shape, self.num_classes = D, tuple(dataset.info.shape), num_classes
+        self.values: dict[str, Any] = {"num_classes": num_classes, "img_shape": self.img_shape,
+                                       "feature_dim": D.backbone.feature_dim, "total_steps": cfg.train.steps,
+                                       "batch_size": cfg.train.batch_size, "d_steps": cfg.optim.d_steps}
+
+    def build(self, registry: Registry, spec: Component, where: str) -> Any:
+        if registry.get(spec.name, where).accepts("tap_shapes") and "tap_shapes" not in self.values:
+            self.values["tap_shapes"] = tap_shapes(self.D, self.img_shape, self.num_classes)
+        return registry.build(spec.name, spec.options, where=where, **self.values)
+
+
+def build_terms(cfg: RunConfig, context: _Context, contributors: dict[str, Any]) -> dict[str, ObjectiveTerm]:
+    """The run's objective terms keyed by origin and name, with their declarations checked."""
+    terms: dict[str, ObjectiveTerm] = {f"loss:{cfg.loss.name}": context.build(LOSSES, cfg.loss, "loss")}
+    for i, r in enumerate(cfg.regularizers):
+        terms[f"regularizers.{i}:{r.name}"] = context.build(REGULARIZERS, r, f"regularizers.{i}")
+    for where, component in contributors.items():  # components that bring their own loss terms
+        for j, term in enumerate(component.terms() if hasattr(component, "terms") else []):
+            terms[f"{where}:{type(term).__name__}{'' if j == 0 else j}"] = term
+    provided = set(getattr(contributors["conditioning.d"], "provides", frozenset()))
+    for key, term in terms.items():
+        missing = set(getattr(term, "requires", frozenset())) - provided
+        if missing:
+            raise GanforgeError(f"{key.split(':')[0]}: needs D output(s) {', '.join(sorted(missing))}, which D head "
+                                f"{cfg.d_head.name!r} does not provide (it provides: "
+                                f"{', '.join(sorted(provided)) or 'adv only'})")
+        if getattr(term, "trains_with", "D") not in ("G", "D"):
+            raise GanforgeError(f"{key}: trains_with must be 'G' or 'D', got {term.trains_with!r}")
+    return terms
 
 
 def build_run(cfg: RunConfig, cache_dir: str | None = None) -> RunParts:
@@ -53,22 +115,25 @@ def build_run(cfg: RunConfig, cache_dir: str | None = None) -> RunParts:
     G_ema = copy.deepcopy(G).eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
-    terms = [LOSSES.build(cfg.loss.name, cfg.loss.options, where="loss")]
-    terms += [REGULARIZERS.build(r.name, r.options, where=f"regularizers.{i}") for i, r in enumerate(cfg.regularizers)]
-    augment = AUGMENTATIONS.build(cfg.augment.name, cfg.augment.options, where="augment", num_classes=num_classes)
+    context = _Context(cfg, dataset, D, num_classes)
+    contributors = {"conditioning.d": D.head, "model": D.backbone}
+    if isinstance(getattr(G, "g_cond", None), nn.Module):
+        contributors["conditioning.g"] = G.g_cond
+    terms = build_terms(cfg, context, contributors)
+    augment = context.build(AUGMENTATIONS, cfg.augment, "augment")
     return RunParts(dataset, G, D, G_ema, terms, augment, num_classes)
 
 
 def export_meta(cfg: RunConfig, parts: RunParts, step: int) -> dict:
     """What `load_generator` needs to rebuild G without the training code path."""
-    num_classes = parts.num_classes
     return {
         "architecture": {"name": cfg.model.name, "options": cfg.model.options},
         "g_conditioning": {"name": cfg.g_cond.name, "options": cfg.g_cond.options},
         "img_shape": list(parts.dataset.info.shape),
-        "num_classes": num_classes,
+        "num_classes": parts.num_classes,
         "modality": parts.dataset.info.modality.to_config(),
         "data": cfg.data.to_dict(),
+        "plugins": list(cfg.plugins),
         "step": step,
         "seed": cfg.seed,
     }

@@ -1,8 +1,9 @@
 """Training phases (StyleGAN2's Dmain / Dreg / Gmain / Greg), built from the objective terms alone.
 
 Each term goes to the D and/or G phase depending on which of `d_terms` / `g_terms` it implements; terms with
-`every` > 1 form lazy phases run every `every` steps with their sum multiplied by `every`. Adam is rescaled for the
-extra steps lazy phases take (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN", App. B):
+`every` > 1 form lazy phases run every `every` updates *of the network they train* (D steps for D phases, G steps
+for G phases; with optim.d_steps = 3 a D-side `every: 4` still runs every 4th D step) with their sum multiplied by
+`every`. Adam is rescaled for the extra steps lazy phases take (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN", App. B):
 with lazy intervals e_i, ratio = 1 / (1 + sum_i 1/e_i) (= k/(k+1) for one interval k); lr *= ratio, beta **= ratio.
 """
 from __future__ import annotations
@@ -27,8 +28,14 @@ class Phase:
     terms: list[ObjectiveTerm]
     every: int = 1
 
-    def due(self, step: int) -> bool:
-        return step % self.every == 0
+    @property
+    def wants_features(self) -> bool:
+        """Whether a term of this phase reads D's intermediate feature maps."""
+        return any(getattr(t, "needs_features", False) for t in self.terms)
+
+    def due(self, count: int) -> bool:
+        """Whether the phase runs at update number `count` of its network (D steps for D, G steps for G)."""
+        return count % self.every == 0
 
     def collect(self, ctx: Context) -> dict[str, torch.Tensor]:
         """Named loss terms of this phase (names made unique if two terms use the same one)."""

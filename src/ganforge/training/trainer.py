@@ -1,13 +1,12 @@
 """The training loop: phases, EMA, logging, checkpoints, export. It never branches on a component's name.
 
 Reading order: `Trainer.__init__` builds everything from the config and resumes from the latest checkpoint in the run
-directory; `Trainer.run` is a flat loop whose body is one step (D phases, G phases, EMA, then the periodic work).
+directory; `Trainer.train_step` is one step (D phases for each of the optim.d_steps D steps, then G phases, EMA);
+`Trainer.run` is a flat loop around it with the periodic work. How one phase runs lives in `phase_runner.py`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ import torch
 from tqdm import tqdm
 
 from ..config import RunConfig
-from ..errors import DivergenceError, GanforgeError
-from ..objectives.base import Context
+from ..errors import GanforgeError
+from ..nn.spectral_norm import manual_power_iteration
+from ..objectives.base import StepInfo
 from ..sampling import generate
 from . import distributed as dist_utils
 from .build import build_run, count_params, export_meta
@@ -26,10 +26,13 @@ from .ema import update_ema
 from .export import export_generator
 from .loader import BatchStream
 from .logging import RunLog
-from .phases import Phase, build_phases, lazy_ratio, lr_multiplier, make_optimizer, set_lr
+from .phase_runner import PhaseRunner
+from .phases import build_phases, lazy_ratio, lr_multiplier, make_optimizer, set_lr
 from .rng import derive_seed, generator, seed_everything
+from .stats import StatsWindow, is_stateful
 
 _AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHECKPOINT_FORMAT = 2  # 2: terms keyed by origin and name, statistics windows, G-phase latents of their own
 
 
 class Trainer:
@@ -52,16 +55,25 @@ class Trainer:
         self.G, self.D, self.G_ema = parts.G.to(device), parts.D.to(device), parts.G_ema.to(device)
         self.augment = parts.augment.to(device)
         self.terms = parts.terms
-        self.phases = build_phases(self.terms)
+        for term in self.terms.values():
+            if isinstance(term, torch.nn.Module):
+                term.to(device)
+        self.channels_last = self._memory_format()
+        for net in (self.G, self.D, self.G_ema):
+            manual_power_iteration(net)  # spectral norm: one power step per update of its network (Miyato Alg. 1)
+        self.phases = build_phases(list(self.terms.values()))
+        self.nets = self._nets()
         o = cfg.optim
-        self.opt = {
-            "G": make_optimizer(self.G.parameters(), o.g_lr, o.betas, o.eps, lazy_ratio(self.phases, "G")),
-            "D": make_optimizer(self.D.parameters(), o.d_lr, o.betas, o.eps, lazy_ratio(self.phases, "D")),
-        }
+        self.opt = {net: make_optimizer([p for m in mods for p in m.parameters()], lr, o.betas, o.eps,
+                                        lazy_ratio(self.phases, net))
+                    for net, mods, lr in (("G", self.nets["G"], o.g_lr), ("D", self.nets["D"], o.d_lr))}
         fp16 = cfg.train.amp == "fp16"
         self.scaler = {n: torch.amp.GradScaler(device.type, enabled=fp16) for n in ("G", "D")}
         self.stream = BatchStream(self.dataset, cfg.train.batch_size, cfg.seed, dist.rank, dist.world)
+        self.consumers = self._consumers()
+        self.runner = PhaseRunner(self)
         self.eval_hook = self._build_eval_hook()
+        self._mode_eval = None
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.step = 0
@@ -75,24 +87,65 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
 
-    # ----------------------------------------------------------------------------------------------------------- state
+    # ------------------------------------------------------------------------------------------------------ set-up
+    def _memory_format(self) -> bool:
+        """Put G, D and G_ema in channels-last memory format when configured (None: where the family declares it)."""
+        choice = self.cfg.train.channels_last
+        conv = len(self.dataset.info.shape) == 3
+        use = conv and (choice if choice is not None else bool(self.G.channels_last and self.D.backbone.channels_last))
+        if use:
+            for net in (self.G, self.D, self.G_ema):
+                net.to(memory_format=torch.channels_last)
+        return use
+
+    def _nets(self) -> dict[str, list[torch.nn.Module]]:
+        """What each phase trains: the network plus the terms whose parameters join its optimizer."""
+        nets: dict[str, list[torch.nn.Module]] = {"G": [self.G], "D": [self.D]}
+        for term in self.terms.values():
+            if isinstance(term, torch.nn.Module) and any(True for _ in term.parameters()):
+                nets[term.trains_with].append(term)
+        return nets
+
+    def _consumers(self) -> list[tuple[str, Any, str, StatsWindow]]:
+        """Stateful components fed with phase statistics: (key, component, phase name, window)."""
+        out = []
+        main_d = next((p.name for p in self.phases if p.net == "D" and p.every == 1), None)
+        if is_stateful(self.augment) and main_d is not None:
+            out.append(("augment", self.augment, main_d, StatsWindow(self.augment.update_every)))
+        for key, term in self.terms.items():
+            phase = next((p.name for p in self.phases if any(term is u for u in p.terms)), None)
+            if is_stateful(term) and phase is not None:  # fed by the first phase it belongs to (D phases first)
+                out.append((key, term, phase, StatsWindow(getattr(term, "update_every", 1))))
+        return out
+
+    # ----------------------------------------------------------------------------------------------------- state
     def _stateful_terms(self) -> dict[str, Any]:
-        return {str(i): t for i, t in enumerate(self.terms) if hasattr(t, "state_dict")}
+        return {k: t for k, t in self.terms.items() if hasattr(t, "state_dict")}
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
             "opt_G": self.opt["G"].state_dict(), "opt_D": self.opt["D"].state_dict(),
             "scaler_G": self.scaler["G"].state_dict(), "scaler_D": self.scaler["D"].state_dict(),
             "augment": self.augment.state_dict(),
             "terms": {k: t.state_dict() for k, t in self._stateful_terms().items()},
+            "stats_windows": {key: window.state_dict() for key, _, _, window in self.consumers},
             "rng_torch": torch.get_rng_state(),
             "eval_best": None if self.eval_hook is None else self.eval_hook.best,
             "config": self.cfg.to_dict(),
         }
 
     def _load_state(self, s: dict[str, Any]) -> None:
+        mine, saved = sorted(self._stateful_terms()), sorted(s.get("terms", {}))
+        if s.get("format") != CHECKPOINT_FORMAT:
+            raise GanforgeError(f"{self.ckpt_dir}: checkpoint format {s.get('format', 1)} was written by an older "
+                                f"ganforge (this one writes format {CHECKPOINT_FORMAT}); use a new --out directory")
+        if mine != saved:
+            raise GanforgeError(f"{self.ckpt_dir}: the checkpoint holds state for terms {saved or 'none'} but this "
+                                f"config has {mine or 'none'} (regularizers reordered or changed?); use the config the "
+                                f"run was started with or a new --out directory")
         try:
             self.G.load_state_dict(s["G"])
             self.D.load_state_dict(s["D"])
@@ -104,6 +157,8 @@ class Trainer:
             self.augment.load_state_dict(s["augment"])
             for k, t in self._stateful_terms().items():
                 t.load_state_dict(s["terms"][k])
+            for key, _, _, window in self.consumers:
+                window.load_state_dict(s["stats_windows"][key])
         except (KeyError, RuntimeError, ValueError) as e:
             raise GanforgeError(f"{self.ckpt_dir}: the checkpoint does not match this config ({str(e).splitlines()[0]});"
                                 f" use a new --out directory or the config the run was started with") from e
@@ -121,84 +176,46 @@ class Trainer:
         dist_utils.barrier(self.dist)
         return path
 
-    # ------------------------------------------------------------------------------------------------------- one step
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
-    def _micro_batches(self, index: int) -> list[dict[str, Any]]:
-        """This rank's share of global batch `index`, split into accumulation rounds."""
-        x, y = self.stream.batch(index)
-        real = self.modality.to_model(x.to(self.device))
-        B = self.cfg.train.batch_size
-        gen = generator(self.cfg.seed, "latents", index)  # drawn for the global batch, sliced per rank
-        z = self.stream.local_slice(self.G.sample_z(B, generator=gen)).to(self.device)
-        y_fake = None
-        if self.parts.num_classes > 0:
-            y_fake = self.stream.local_slice(torch.randint(0, self.parts.num_classes, (B,), generator=gen))
-            y_fake, y = y_fake.to(self.device), y.to(self.device)
-        else:
-            y = None
-        k = self.cfg.train.accumulate
-        chunks = []
-        for i in range(k):
-            sl = slice(i * len(real) // k, (i + 1) * len(real) // k)
-            chunks.append({"real": real[sl], "y_real": None if y is None else y[sl], "z": z[sl],
-                           "y_fake": None if y_fake is None else y_fake[sl]})
-        return chunks
-
-    def _run_phase(self, phase: Phase, micro: list[dict[str, Any]]) -> dict[str, float]:
-        net = self.G if phase.net == "G" else self.D
-        opt, scaler = self.opt[phase.net], self.scaler[phase.net]
-        self.G.requires_grad_(phase.net == "G")
-        self.D.requires_grad_(phase.net == "D")
-        opt.zero_grad(set_to_none=True)
-        logged: dict[str, torch.Tensor] = {}
-        for mb in micro:
-            ctx = Context(G=self.G, D=self.D, phase=phase.net, augment=self.augment, **mb)
-            with self._autocast():
-                terms = phase.collect(ctx)
-            total = sum(v.float() for v in terms.values())
-            scaler.scale(total * (phase.every / len(micro))).backward()
-            for name, v in terms.items():
-                logged[name] = logged.get(name, 0.0) + v.detach().float() / len(micro)
-        values = {k: float(v) for k, v in logged.items()}
-        finite = all(math.isfinite(v) for v in values.values())
-        if self.dist.enabled:
-            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            finite = bool(flag.item() > 0)
-        if not finite:
-            last = self.resumed_from if self.last_ckpt is None else self.last_ckpt
-            raise DivergenceError(
-                f"non-finite loss in phase {phase.name} at step {self.step} ({_fmt(values)}); last good checkpoint: "
-                f"{last or 'none yet'} — lower optim.g_lr/optim.d_lr, add a regularizer or set train.amp=none")
-        dist_utils.all_reduce_grads([p for p in net.parameters()], self.dist)
-        scaler.step(opt)
-        scaler.update()
-        return values
+    # ------------------------------------------------------------------------------------------------------ one step
+    def nimg(self, step: int | None = None) -> int:
+        """Real images shown to D after `step` G steps (all D steps of each)."""
+        step = self.step if step is None else step
+        return step * self.cfg.optim.d_steps * self.cfg.train.batch_size
 
     def train_step(self) -> dict[str, float]:
-        """One G step (with its optim.d_steps D steps): every phase that is due, then EMA."""
-        cfg = self.cfg
+        """One G step with its optim.d_steps D steps: every phase that is due, then EMA."""
+        cfg, run = self.cfg, self.runner
         seed_everything(derive_seed(cfg.seed, "step", self.dist.rank, self.step))
         mult = lr_multiplier(cfg.optim.lr_decay, self.step, cfg.train.steps, cfg.optim.lr_decay_start)
         for opt in self.opt.values():
             set_lr(opt, mult)
+        B = cfg.train.batch_size
         logs: dict[str, float] = {}
         micro: list[dict[str, Any]] = []
         for k in range(cfg.optim.d_steps):
-            micro = self._micro_batches(self.step * cfg.optim.d_steps + k)
+            d_step = self.step * cfg.optim.d_steps + k
+            micro = run.micro_batches(d_step, run.latents("latents", d_step))
+            info = StepInfo(self.step, d_step, cfg.train.steps, B, d_step * B)
             for phase in self.phases:
-                if phase.net == "D" and phase.due(self.step):
-                    logs.update(self._run_phase(phase, micro))
-        for phase in self.phases:  # G phases reuse the last D step's batch and latents (as StyleGAN2)
+                if phase.net == "D" and phase.due(d_step):  # lazy D terms count D steps
+                    logs.update(run.run(phase, micro, d_step, info))
+        # G phases: the last D step's reals, latents and labels of their own (StyleGAN2-ADA, SNGAN, BigGAN)
+        micro = run.with_latents(micro, run.latents("latents-G", self.step))
+        info = StepInfo(self.step, (self.step + 1) * cfg.optim.d_steps - 1, cfg.train.steps, B, self.nimg(self.step + 1))
+        for phase in self.phases:
             if phase.net == "G" and phase.due(self.step):
-                logs.update(self._run_phase(phase, micro))
+                logs.update(run.run(phase, micro, self.step, info))
         update_ema(self.G_ema, self.G, cfg.train.ema_decay, self.step, cfg.train.ema_start, cfg.train.ema_warmup)
         self.step += 1
         return logs
+
+    def log_values(self) -> dict[str, float]:
+        """Numbers stateful components want in the training log (augmentation p, LeCam anchors, ...)."""
+        out: dict[str, float] = {}
+        for component in (self.augment, *self.terms.values()):
+            if hasattr(component, "log_values"):
+                out.update({k: float(v) for k, v in component.log_values().items()})
+        return out
 
     # --------------------------------------------------------------------------------------------- periodic outputs
     @torch.no_grad()
@@ -215,13 +232,16 @@ class Trainer:
             reference = self.modality.to_model(self.dataset.get_batch(idx)[0])
         return self.modality.render(fake, reference=reference)
 
-    @torch.no_grad()
     def mode_metrics(self) -> dict[str, float]:
-        n = self.dataset.mode_samples
-        if n <= 0:
+        """Mode coverage of G_ema through the same `Evaluator` (and seed, eval.seed) as `ganforge eval --metrics modes`."""
+        if self.dataset.mode_samples <= 0:
             return {}
-        fake = generate(self.G_ema, n, seed=derive_seed(self.cfg.seed, "modes"), device=self.device, batch_size=512)
-        return {k: float(v) for k, v in self.dataset.mode_metrics(fake).items()}
+        if self._mode_eval is None:
+            from ..metrics.evaluate import Evaluator
+
+            self._mode_eval = Evaluator(self.dataset, ["modes"], device=self.device, seed=self.cfg.eval.seed,
+                                        progress=False)
+        return self._mode_eval(self.G_ema)
 
     def _build_eval_hook(self):
         if self.cfg.eval.every <= 0 or not self.cfg.eval.metrics or not self.dist.is_main:
@@ -249,9 +269,10 @@ class Trainer:
                 bar.update(1)
                 if main and _due(step, t.log_every, last):
                     now = time.perf_counter()
-                    img_s = (step - tick_step) * t.batch_size * cfg.optim.d_steps / max(now - tick, 1e-9)
+                    img_s = (self.nimg(step) - self.nimg(tick_step)) / max(now - tick, 1e-9)
                     tick, tick_step = now, step
-                    log.scalars(step, {**losses, "img_per_s": img_s, "kimg": step * t.batch_size / 1000})
+                    log.scalars(step, {**losses, **self.log_values(), "img_per_s": img_s,
+                                       "kimg": self.nimg(step) / 1000})
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
                 if main and _due(step, t.sample_every, last):
                     log.image(step, "fakes", self.sample_grid())
@@ -286,10 +307,6 @@ class Trainer:
 def _due(step: int, every: int, last: bool) -> bool:
     """Whether a periodic action runs at `step`: every `every` steps and at the last step (every=0: last only)."""
     return last or (every > 0 and step % every == 0)
-
-
-def _fmt(values: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
 
 
 def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:

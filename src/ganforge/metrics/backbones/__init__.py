@@ -1,5 +1,4 @@
-"""Evaluation feature backbones; importing this package registers them in `ganforge.registries.BACKBONES`."""
-from . import digits, dinov2, inception, module, resnet  # noqa: F401  (registration)
+"""Evaluation feature backbones, one module each; `ganforge.registries.load_all()` registers them in `BACKBONES`."""
 from .base import NORMALIZATIONS, RANDOM_WEIGHTS, Backbone
 
 __all__ = ["Backbone", "NORMALIZATIONS", "RANDOM_WEIGHTS"]

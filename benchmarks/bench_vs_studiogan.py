@@ -1,0 +1,271 @@
+"""CPU training-step throughput: ganforge's SNGAN-32 against PyTorch-StudioGAN's own SNGAN code, in one process.
+
+    python benchmarks/bench_vs_studiogan.py --studiogan /path/to/PyTorch-StudioGAN/src
+        [--modes fp32,cl,bf16,bf16+cl] [--rounds 7] [--steps-per-round 5] [--warmup 3] [--threads N] [--json OUT]
+
+Both sides: SNGAN ResNet, 3x32x32, 10 classes, z_dim 128, G 256 wide with conditional BN, D 128 wide with spectral
+norm and a projection head, hinge loss, batch 64, Adam lr 2e-4 betas (0.5, 0.999), train mode, 1 D step per G step.
+ganforge: `Trainer.train_step()` on `digits` (32 px, RGB, 10 classes). StudioGAN: its `configs/CIFAR10/SNGAN.yaml`
+through its `config.Configurations` (MODULES, losses, Adam) and `models/resnet.py`, stepped as `worker.py` does
+(`make_GAN_trainable`, `toggle_grad`, BN tracking, `sample.generate_images` with fresh z and labels; D on reals then
+fakes, `LOSS.d_loss`, backward, Adam; fresh z and labels, D on fakes, `LOSS.g_loss`, backward, Adam) on random batches
+of the same digits. Left as they are: ganforge also updates an EMA copy of G each step (StudioGAN's SNGAN config has
+no EMA) and its G phase reuses the D phase's latents; StudioGAN's SNGAN config uses 5 D steps per G step, timed 1:1.
+
+Modes, the same on both sides: fp32; cl (ganforge `train.channels_last`; StudioGAN's models and image inputs in
+torch.channels_last); bf16 (torch.autocast('cpu', bfloat16) around forwards and losses: ganforge `train.amp: bf16`);
+bf16+cl. StudioGAN's own `RUN.mixed_precision` (torch.cuda.amp) stays off.
+Protocol: per mode, build both sides, `--warmup` steps each, then `--rounds` rounds of `--steps-per-round` steps of each
+side back to back (which side goes first alternates by round); reported: medians of per-round img/s and of per-round
+ratios ganforge / StudioGAN.
+
+StudioGAN is imported from `--studiogan` at run time; no StudioGAN code lives here. Its utility modules import packages
+at import time that its SNGAN step never uses; any of these that does not import gets a stand-in in sys.modules first:
+torchvision (.datasets, .utils, .transforms: CIFAR loaders, save_image), seaborn and matplotlib (plots), kornia
+(.filters: SimCLR augmentation). A stand-in's attributes are functions that raise when called. `pkg_resources` (its
+`parse_version` gates StyleGAN ops at import) is stood in by `packaging.version.parse`, which pkg_resources re-exports.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import inspect
+import json
+import statistics
+import sys
+import tempfile
+import time
+import types
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+MODES: dict[str, tuple[bool, bool]] = {"fp32": (False, False), "cl": (True, False), "bf16": (False, True),
+                                       "bf16+cl": (True, True)}  # name -> (channels_last, bf16 autocast)
+BATCH, NUM_CLASSES = 64, 10
+STAND_INS = ("torchvision", "torchvision.datasets", "torchvision.utils", "torchvision.transforms", "seaborn",
+             "matplotlib", "matplotlib.pyplot", "kornia", "kornia.filters")
+
+
+def install_stand_ins() -> list[str]:
+    """Put stand-ins into sys.modules for the listed packages that do not import here; return their names."""
+    def getattr_(attr: str, module: str) -> Callable[..., Any]:
+        if attr.startswith("__"):  # __file__, __path__, ...: a plain module without them
+            raise AttributeError(attr)
+
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"{module}.{attr}: stand-in from bench_vs_studiogan.py (package not importable here)")
+        return unavailable
+
+    installed: list[str] = []
+    for name in STAND_INS:
+        try:
+            importlib.import_module(name)
+            continue
+        except Exception:  # noqa: BLE001 -- missing or broken install: either way StudioGAN cannot import it
+            pass
+        mod = types.ModuleType(name)
+        mod.__getattr__ = functools.partial(getattr_, module=name)  # type: ignore[attr-defined]
+        sys.modules[name] = mod
+        if "." in name:
+            setattr(sys.modules[name.rsplit(".", 1)[0]], name.rsplit(".", 1)[1], mod)
+        installed.append(name)
+    try:
+        importlib.import_module("pkg_resources")
+    except Exception:  # noqa: BLE001
+        from packaging.version import parse
+        sys.modules["pkg_resources"] = types.SimpleNamespace(parse_version=parse)  # type: ignore[assignment]
+        installed.append("pkg_resources (parse_version = packaging.version.parse)")
+    return installed
+
+
+class GanforgeSide:
+    """ganforge's Trainer on SNGAN-32 (resnet, cbn, projection, hinge); one step = `Trainer.train_step()`."""
+
+    def __init__(self, run_dir: str, channels_last: bool, bf16: bool):
+        from ganforge.config import from_dict
+        from ganforge.training.distributed import DistInfo
+        from ganforge.training.trainer import Trainer
+
+        train: dict[str, Any] = {"batch_size": BATCH, "amp": "bf16" if bf16 else "none", "tensorboard": False}
+        if channels_last:  # only when needed, so fp32/bf16 run on a ganforge without the key
+            train["channels_last"] = True
+        cfg = from_dict({"data": {"name": "digits", "resolution": 32, "channels": 3}, "model": {"name": "resnet"},
+                         "conditioning": {"g": {"name": "cbn"}, "d": {"name": "projection"}},
+                         "loss": {"name": "hinge"}, "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.5, 0.999]},
+                         "train": train})
+        assert cfg.optim.d_steps == 1 and cfg.data.options.get("resolution") == 32
+        self.tr = Trainer(cfg, run_dir, progress=False, dist=DistInfo(), device=torch.device("cpu"))
+        assert self.tr.parts.num_classes == NUM_CLASSES and tuple(self.tr.dataset.info.shape) == (3, 32, 32)
+        self.G, self.D = self.tr.G, self.tr.D
+
+    def step(self) -> None:
+        self.tr.train_step()
+
+
+class StudioGANSide:
+    """StudioGAN's SNGAN (configs/CIFAR10/SNGAN.yaml, models/resnet.py), stepped like its worker.py."""
+
+    def __init__(self, src: Path, reals: torch.Tensor, reals_y: torch.Tensor, channels_last: bool, bf16: bool):
+        if str(src) not in sys.path:
+            sys.path.insert(0, str(src))
+        config, self.misc = importlib.import_module("config"), importlib.import_module("utils.misc")
+        self.sample, resnet = importlib.import_module("utils.sample"), importlib.import_module("models.resnet")
+        c = config.Configurations(str(src / "configs" / "CIFAR10" / "SNGAN.yaml"))
+        c.update_cfgs({"mixed_precision": False, "langevin_sampling": False}, super="RUN")
+        c.define_losses()
+        M, D = c.MODEL, c.DATA
+        assert (M.backbone, M.g_cond_mtd, M.d_cond_mtd, c.LOSS.adv_loss) == ("resnet", "cBN", "PD", "hinge")
+        assert (D.img_size, D.num_classes, M.z_dim, c.OPTIMIZATION.batch_size) == (32, NUM_CLASSES, 128, BATCH)
+        torch.manual_seed(0)
+
+        def build(cls: type) -> nn.Module:  # as models/model.py: every MODEL.<arg>, plus the DATA / RUN ones
+            kw = {k: getattr(M, k) for k in inspect.signature(cls).parameters if hasattr(M, k)}
+            return cls(**kw, img_size=D.img_size, num_classes=D.num_classes, mixed_precision=False,
+                       MODULES=c.MODULES, MODEL=M)
+        self.G, self.D = build(resnet.Generator), build(resnet.Discriminator)
+        assert self.G.out_dims == [256] * 3 and self.D.out_dims == [128] * 4, "SNGAN-32 widths: G 256, D 128"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.G, self.D = self.G.to(memory_format=self.memory_format), self.D.to(memory_format=self.memory_format)
+        c.define_optimizer(self.G, self.D)  # StudioGAN's Adam: lr 2e-4, betas (0.5, 0.999), eps 1e-6
+        self.cfg, self.reals, self.reals_y, self.bf16 = c, reals, reals_y, bf16  # uint8 images, int64 labels
+
+    def _fakes(self, update_emas: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.cfg
+        fake, y = self.sample.generate_images(
+            z_prior=c.MODEL.z_prior, truncation_factor=-1.0, batch_size=BATCH, z_dim=c.MODEL.z_dim,
+            num_classes=c.DATA.num_classes, y_sampler="totally_random", radius=c.LOSS.radius, generator=self.G,
+            discriminator=self.D, is_train=True, LOSS=c.LOSS, RUN=c.RUN, MODEL=c.MODEL, device="cpu",
+            is_stylegan=False, generator_mapping=None, generator_synthesis=None,
+            style_mixing_p=c.STYLEGAN.style_mixing_p, stylegan_update_emas=update_emas, cal_trsp_cost=False)[:2]
+        return fake.contiguous(memory_format=self.memory_format), y
+
+    def step(self) -> None:
+        c, misc, opt = self.cfg, self.misc, self.cfg.OPTIMIZATION
+        # D step (worker.train_discriminator): G frozen, its BN statistics untracked, real batch, fresh z and labels
+        misc.make_GAN_trainable(self.G, None, self.D)
+        misc.toggle_grad(model=self.G, grad=False, num_freeze_layers=-1, is_stylegan=False)
+        misc.toggle_grad(model=self.D, grad=True, num_freeze_layers=-1, is_stylegan=False)
+        self.G.apply(misc.untrack_bn_statistics)
+        idx = torch.randint(0, len(self.reals), (BATCH,))
+        real = self.reals[idx].float().div(127.5).sub(1.0).contiguous(memory_format=self.memory_format)
+        opt.d_optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            fake, y_fake = self._fakes(update_emas=True)
+            d_real = self.D(real, self.reals_y[idx])["adv_output"]
+            d_fake = self.D(fake, y_fake)["adv_output"]
+            d_loss = c.LOSS.d_loss(d_real, d_fake, DDP=False)
+        d_loss.backward()
+        opt.d_optimizer.step()
+        # G step (worker.train_generator): D frozen, fresh z and labels
+        misc.make_GAN_trainable(self.G, None, self.D)
+        misc.toggle_grad(model=self.D, grad=False, num_freeze_layers=-1, is_stylegan=False)
+        misc.toggle_grad(model=self.G, grad=True, num_freeze_layers=-1, is_stylegan=False)
+        self.G.apply(misc.track_bn_statistics)
+        opt.g_optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            fake, y_fake = self._fakes(update_emas=False)
+            g_loss = c.LOSS.g_loss(self.D(fake, y_fake)["adv_output"], DDP=False)
+        g_loss.backward()
+        opt.g_optimizer.step()
+
+
+def check_same_size(gf: GanforgeSide, sg: StudioGANSide) -> dict[str, Any]:
+    """Print and assert equal parameter counts; also buffer sizes and parameter shapes (dims sorted: up to transpose)."""
+    def counts(m: nn.Module) -> tuple[int, int, Counter]:
+        shapes = Counter(tuple(sorted(p.shape)) for p in m.parameters())
+        return sum(p.numel() for p in m.parameters()), sum(b.numel() for b in m.buffers()), shapes
+
+    out: dict[str, Any] = {}
+    for net in ("G", "D"):
+        (p1, b1, s1), (p2, b2, s2) = counts(getattr(gf, net)), counts(getattr(sg, net))
+        print(f"{net}: parameters ganforge {p1:,} / StudioGAN {p2:,}; buffer elements (BN stats, SN u/v) "
+              f"ganforge {b1:,} / StudioGAN {b2:,}; parameter shapes equal up to transposition: {s1 == s2}")
+        if s1 != s2:
+            print(f"   only ganforge: {dict(s1 - s2)}; only StudioGAN: {dict(s2 - s1)}")
+        out[net] = {"ganforge_params": p1, "studiogan_params": p2, "ganforge_buffers": b1, "studiogan_buffers": b2,
+                    "shapes_match": s1 == s2}
+        assert p1 == p2, f"{net} parameter counts differ: ganforge {p1} vs StudioGAN {p2}"
+    return out
+
+
+def timed(step: Callable[[], None], k: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(k):
+        step()
+    return k * BATCH / (time.perf_counter() - t0)
+
+
+def run_mode(mode: str, src: Path, a: argparse.Namespace) -> dict[str, Any]:
+    from ganforge.errors import GanforgeError
+
+    channels_last, bf16 = MODES[mode]
+    with tempfile.TemporaryDirectory(prefix="bench-vs-studiogan-") as run_dir:
+        try:
+            gf = GanforgeSide(run_dir, channels_last, bf16)
+        except GanforgeError as e:
+            if channels_last and "channels_last" in str(e):
+                print(f"[{mode}] skipped: this ganforge has no train.channels_last yet ({e})")
+                return {"mode": mode, "skipped": str(e)}
+            raise
+        sg = StudioGANSide(src, gf.tr.dataset.x, gf.tr.dataset.y, channels_last, bf16)  # the same digits
+        sizes = check_same_size(gf, sg)
+        for _ in range(a.warmup):
+            gf.step()
+            sg.step()
+        rows: list[tuple[float, float]] = []  # (ganforge img/s, StudioGAN img/s) per round
+        for r in range(a.rounds):
+            if r % 2 == 0:
+                g, s = timed(gf.step, a.steps_per_round), timed(sg.step, a.steps_per_round)
+            else:
+                s, g = timed(sg.step, a.steps_per_round), timed(gf.step, a.steps_per_round)
+            rows.append((g, s))
+            print(f"[{mode}] round {r}: ganforge {g:.1f} img/s, StudioGAN {s:.1f} img/s, ratio {g / s:.3f}", flush=True)
+    g_rates, s_rates, ratios = [g for g, _ in rows], [s for _, s in rows], [g / s for g, s in rows]
+    return {"mode": mode, "ganforge_img_s": statistics.median(g_rates), "studiogan_img_s": statistics.median(s_rates),
+            "ratio": statistics.median(ratios), "rounds": {"ganforge": g_rates, "studiogan": s_rates, "ratio": ratios},
+            "params": sizes}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--studiogan", required=True, type=Path, help="the src/ folder of a PyTorch-StudioGAN checkout")
+    p.add_argument("--modes", default="fp32,cl,bf16,bf16+cl")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--steps-per-round", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    modes = a.modes.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        p.error(f"--modes: unknown {unknown}; choose from {', '.join(MODES)}")
+    src = a.studiogan.resolve()
+    if not (src / "models" / "resnet.py").is_file() or not (src / "configs" / "CIFAR10" / "SNGAN.yaml").is_file():
+        p.error(f"--studiogan {src}: expected StudioGAN's src/ folder (models/resnet.py, configs/CIFAR10/SNGAN.yaml)")
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; stand-ins for StudioGAN's imports: "
+          f"{', '.join(install_stand_ins()) or 'none'}")
+    results = [run_mode(m, src, a) for m in modes]
+    print("\nNote: ganforge's step also updates G_ema (StudioGAN's SNGAN config has no EMA): the ratio is "
+          "conservative.")
+    print(f"batch {BATCH}, {a.rounds} rounds x {a.steps_per_round} steps, medians over rounds\n")
+    print("| mode | ganforge img/s | StudioGAN img/s | ratio |\n|---|---|---|---|")
+    for r in results:
+        if "skipped" in r:
+            print(f"| {r['mode']} | n/a | n/a | skipped (no train.channels_last) |")
+        else:
+            print(f"| {r['mode']} | {r['ganforge_img_s']:.1f} | {r['studiogan_img_s']:.1f} | {r['ratio']:.3f} |")
+    if a.json is not None:
+        a.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                      "batch": BATCH, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

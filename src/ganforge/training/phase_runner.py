@@ -1,0 +1,162 @@
+"""How one training phase runs: its batch, its Context per accumulation round, backward, the optimizer step, and the
+statistics handed to stateful components afterwards.
+
+Batches: the reals of D step `i` are global batch `i` of the stateless stream; latents and fake labels are drawn for
+the global batch from their own seeded stream (`latents` for D steps, `latents-G` for G steps) and each rank takes
+its rows. Every micro-batch knows its rows of the global batch, so per-sample randomness (`SampleRNG`) is the same
+whichever process and accumulation round handle a sample.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..errors import DivergenceError, GanforgeError
+from ..nn.spectral_norm import power_iterate
+from ..objectives.base import Context, StepInfo
+from . import distributed as dist_utils
+from .phases import Phase
+from .rng import generator
+from .stats import StatsRecorder
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+class PhaseRunner:
+    def __init__(self, trainer: "Trainer"):
+        self.t = trainer
+
+    # ------------------------------------------------------------------------------------------------------ batches
+    def latents(self, stream: str, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's latents and fake labels for draw `index` of `stream` (drawn for the global batch)."""
+        t = self.t
+        B = t.cfg.train.batch_size
+        gen = generator(t.cfg.seed, stream, index)
+        z = t.stream.local_slice(t.G.sample_z(B, generator=gen)).to(t.device)
+        y_fake = None
+        if t.parts.num_classes > 0:
+            y_fake = t.stream.local_slice(torch.randint(0, t.parts.num_classes, (B,), generator=gen)).to(t.device)
+        return z, y_fake
+
+    def micro_batches(self, index: int, latents: tuple[torch.Tensor, torch.Tensor | None]) -> list[dict[str, Any]]:
+        """This rank's share of global batch `index` with the given latents, split into accumulation rounds."""
+        t = self.t
+        x, y = t.stream.batch(index)
+        real = t.modality.to_model(x.to(t.device))
+        if t.channels_last and real.dim() == 4:
+            real = real.contiguous(memory_format=torch.channels_last)
+        y = y.to(t.device) if t.parts.num_classes > 0 else None
+        offset = t.dist.rank * len(real)  # first global row of this rank
+        k = t.cfg.train.accumulate
+        chunks = []
+        for i in range(k):
+            a, b = i * len(real) // k, (i + 1) * len(real) // k
+            chunks.append({"real": real[a:b], "y_real": None if y is None else y[a:b],
+                           "rows": slice(offset + a, offset + b), "ab": (a, b)})
+        return self.with_latents(chunks, latents)
+
+    def with_latents(self, chunks: list[dict[str, Any]], latents: tuple[torch.Tensor, torch.Tensor | None]):
+        """The same micro-batches of reals with other latents and fake labels."""
+        z, y_fake = latents
+        out = []
+        for c in chunks:
+            a, b = c["ab"]
+            out.append({**c, "z": z[a:b], "y_fake": None if y_fake is None else y_fake[a:b]})
+        return out
+
+    def _autocast(self):
+        t = self.t
+        if t.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=t.device.type, dtype=t.amp_dtype)
+
+    # -------------------------------------------------------------------------------------------------- one phase
+    def run(self, phase: Phase, micro: list[dict[str, Any]], count: int, info: StepInfo) -> dict[str, float]:
+        """Run `phase` (update number `count` of its network) over the micro-batches; return its logged values."""
+        t = self.t
+        for net, mods in t.nets.items():
+            for m in mods:
+                m.requires_grad_(net == phase.net)
+        for m in t.nets[phase.net]:
+            power_iterate(m)  # one spectral-norm power step per update of the network
+        opt, scaler = t.opt[phase.net], t.scaler[phase.net]
+        opt.zero_grad(set_to_none=True)
+        recorder = StatsRecorder()
+        logged: dict[str, torch.Tensor] = {}
+        contributed = 0
+        for mb in micro:
+            ctx = Context(G=t.G, D=t.D, real=mb["real"], y_real=mb["y_real"], z=mb["z"], y_fake=mb["y_fake"],
+                          phase=phase.net, augment=t.augment, info=info, rows=mb["rows"],
+                          rng_key=(t.cfg.seed, "phase", phase.name, count), distributed=t.dist.enabled,
+                          stats=recorder, want_features=phase.wants_features)
+            with self._autocast():
+                terms = phase.collect(ctx)
+            _record_d_outputs(ctx, recorder)
+            if not terms:
+                continue
+            contributed += 1
+            total = sum(v.float() for v in terms.values())
+            scaler.scale(total * (phase.every / len(micro))).backward()
+            for name, v in terms.items():
+                logged[name] = logged.get(name, 0.0) + v.detach().float() / len(micro)
+        values = {k: float(v) for k, v in logged.items()}
+        finite, contributed_all = self._agree(all(math.isfinite(v) for v in values.values()), contributed > 0)
+        if not finite:
+            last = t.resumed_from if t.last_ckpt is None else t.last_ckpt
+            raise DivergenceError(
+                f"non-finite loss in phase {phase.name} at step {t.step} ({_fmt(values)}); last good checkpoint: "
+                f"{last or 'none yet'} — lower optim.g_lr/optim.d_lr, add a regularizer or set train.amp=none")
+        if contributed_all:  # a phase whose terms all returned nothing is skipped: no gradients, no step
+            dist_utils.all_reduce_grads([p for m in t.nets[phase.net] for p in m.parameters()], t.dist)
+            scaler.step(opt)
+            scaler.update()
+        self._feed(phase, recorder, info)
+        return values
+
+    def _agree(self, finite: bool, contributed: bool) -> tuple[bool, bool]:
+        """Whether every rank's losses are finite, and whether every rank (or none) had terms to step on."""
+        t = self.t
+        if not t.dist.enabled:
+            return finite, contributed
+        flags = torch.tensor([0.0 if finite else 1.0, 1.0 if contributed else 0.0], device=t.device)
+        torch.distributed.all_reduce(flags)
+        bad, some = flags.tolist()
+        if 0 < some < t.dist.world:
+            raise GanforgeError(f"a phase's terms returned values on {int(some)} of {t.dist.world} ranks only; "
+                                f"terms must decide whether to contribute the same way on every rank")
+        return bad == 0, some > 0
+
+    def _feed(self, phase: Phase, recorder: StatsRecorder, info: StepInfo) -> None:
+        """Hand this phase's global statistics to the stateful components that listen to it."""
+        t = self.t
+        mine = [c for c in t.consumers if c[2] == phase.name]
+        if not mine:
+            return
+        reduced = recorder.reduced(t.dist.enabled, t.device)
+        B = t.cfg.train.batch_size
+        done = info.nimg + B if phase.net == "D" else info.nimg  # real images shown to D, this step included
+        for _, component, _, window in mine:
+            if window.add(reduced):
+                component.update(window.release(step=info.step, d_step=info.d_step, nimg=done, batch_size=B,
+                                                progress=info.progress, window_nimg=window.runs * B))
+
+
+def _record_d_outputs(ctx: Context, recorder: StatsRecorder) -> None:
+    """D's logits on reals / fakes from this micro-batch's cached D calls (what adaptive components need)."""
+    if ctx.phase != "D":
+        return
+    d_real, d_fake = ctx.cached("d_real"), ctx.cached("d_fake")
+    if d_real is not None:
+        adv = d_real.adv.detach().float()
+        recorder.add("d_real", adv)
+        recorder.add("d_real_sign", adv.sign())
+    if d_fake is not None:
+        recorder.add("d_fake", d_fake.adv.detach().float())
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
