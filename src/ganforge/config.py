@@ -170,6 +170,14 @@ def _component(raw: Any, registry: Registry, where: str) -> Component:
     return Component(name, registry.validate(name, opts, where))
 
 
+def data_component(raw: Any, where: str = "data") -> Component:
+    """A validated `data` section ({name: ..., **options}) on its own, e.g. from an export's config.json."""
+    from .registries import DATASETS, load_all
+
+    load_all()
+    return _component(raw, DATASETS, where)
+
+
 def _section(cls: type, raw: Any, where: str) -> Any:
     if raw is None:
         raw = {}

@@ -14,8 +14,9 @@ def add_eval(sub) -> None:
                                    "image folder or saved statistics file (.safetensors from --save-ref, or .npz "
                                    "with mu/sigma).")
     p.add_argument("source")
-    p.add_argument("--ref", help="reference set (not needed for IS alone)")
-    p.add_argument("--metrics", default="fid", help="comma-separated metric names (`ganforge list metrics`)")
+    p.add_argument("--ref", help="reference set (not needed for IS alone; mode metrics default to a run's own data)")
+    p.add_argument("--metrics", default="fid", help="comma-separated metric names (`ganforge list metrics`), each "
+                                                    "with optional options: kid:subsets=50:subset_size=500")
     p.add_argument("--backbone", default="inception-fid")
     p.add_argument("--weights", help="local weights file for the backbone (offline use)")
     p.add_argument("--resize", help="resize protocol: tf-bilinear, clean or torch-bilinear")
@@ -33,17 +34,20 @@ def add_eval(sub) -> None:
 
 def cmd_eval(args) -> int:
     from ..metrics.cache import save_features
-    from ..metrics.evaluate import Evaluator
+    from ..metrics.evaluate import Evaluator, build_metrics, parse_metrics
 
     for flag, value in (("--n", args.n), ("--n-ref", args.n_ref), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise GanforgeError(f"{flag}: expected a positive number, got {value}")
     check_device(args.device)
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    metrics = parse_metrics(args.metrics)
+    ref = args.ref
+    if ref is None and any(getattr(m, "on_samples", False) for m in build_metrics(metrics)):
+        ref = _run_data(args.source)  # mode metrics of a run: against the data it was trained on
     for flag, value in (("--json", args.json_out), ("--save-ref", args.save_ref)):
         if value:  # checked before evaluating, so a bad path does not waste the evaluation
             _writable_dir(Path(value).parent, flag)
-    ev = Evaluator(args.ref, metrics, args.backbone, args.weights, args.resize, args.n_ref, args.batch_size,
+    ev = Evaluator(ref, metrics, args.backbone, args.weights, args.resize, args.n_ref, args.batch_size,
                    args.device, args.seed, progress=not args.no_progress, use_cache=not args.no_cache)
     results = ev(args.source, args.n)
     if args.save_ref:
@@ -58,3 +62,13 @@ def cmd_eval(args) -> int:
                                            "source": args.source, "ref": args.ref, "metrics": metrics}}
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
+
+
+def _run_data(source: str) -> dict | None:
+    """The data section a run / export was trained on (from export/config.json), or None."""
+    from ..training.export import find_export, read_export_config
+
+    try:
+        return read_export_config(find_export(source)).get("data")
+    except GanforgeError:
+        return None

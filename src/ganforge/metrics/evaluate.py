@@ -1,7 +1,7 @@
 """`ganforge.evaluate`: one protocol for every metric, used by the API, the CLI and the training hook alike."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import torch
 
@@ -25,17 +25,60 @@ def build_backbone(name: str = "inception-fid", weights: str | None = None, devi
     return BACKBONES.build(name, options, where="backbone", weights=weights, device=str(device))
 
 
-def build_metrics(names: Sequence[str]) -> list[Metric]:
+MetricSpec = Union[str, Mapping[str, Any]]
+
+
+def parse_metrics(text: str) -> list[MetricSpec]:
+    """`"fid,kid:subsets=50:subset_size=500"` -> ["fid", {"name": "kid", "subsets": 50, "subset_size": 500}]."""
+    from ..config import parse_value
+
+    specs: list[MetricSpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, *options = item.split(":")
+        opts = {}
+        for option in options:
+            key, eq, value = option.partition("=")
+            if not eq or not key.strip():
+                raise GanforgeError(f"metric {name}: option {option!r} is not KEY=VALUE (e.g. kid:subsets=50)")
+            opts[key.strip()] = parse_value(value)
+        specs.append({"name": name.strip(), **opts} if opts else name.strip())
+    return specs
+
+
+def metric_name(spec: MetricSpec) -> str:
+    return spec if isinstance(spec, str) else str(spec.get("name"))
+
+
+def build_metrics(specs: Sequence[MetricSpec] | str) -> list[Metric]:
+    """Metrics from names, `name:key=value` strings or {name, **options} mappings (`ganforge list metrics`)."""
     load_all()
-    if not names:
+    if isinstance(specs, str):  # "fid,kid" as one string
+        specs = parse_metrics(specs)
+    if not specs:
         raise GanforgeError("metrics: choose at least one of: " + ", ".join(METRICS.names()))
-    return [METRICS.build(m, {}, where=f"metric {m}") for m in names]
+    out = []
+    for spec in specs:
+        if isinstance(spec, str) and ":" in spec:
+            (spec,) = parse_metrics(spec)
+        if isinstance(spec, Mapping):
+            opts = {k: v for k, v in spec.items() if k != "name"}
+            name = spec.get("name")
+            if not isinstance(name, str):
+                raise GanforgeError(f"metrics: {dict(spec)!r} has no 'name'; choose one of: {', '.join(METRICS.names())}")
+        elif isinstance(spec, str):
+            name, opts = spec, {}
+        else:
+            raise GanforgeError(f"metrics: expected metric names, got {spec!r}")
+        out.append(METRICS.build(name, opts, where=f"metric {name}"))
+    return out
 
 
 class Evaluator:
     """Backbone + metrics + reference features, built once; call it on any source."""
 
-    def __init__(self, reference: Any, metrics: Sequence[str] = ("fid",), backbone: str | torch.nn.Module =
+    def __init__(self, reference: Any, metrics: Sequence[MetricSpec] | str = ("fid",), backbone: str | torch.nn.Module =
                  "inception-fid", weights: str | None = None, resize: str | None = None, n_ref: int | None = None,
                  batch_size: int = 100, device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
                  use_cache: bool = True):
@@ -107,7 +150,7 @@ class Evaluator:
         return out
 
 
-def evaluate(source: Any, reference: Any = None, metrics: Sequence[str] = ("fid",),
+def evaluate(source: Any, reference: Any = None, metrics: Sequence[MetricSpec] | str = ("fid",),
              backbone: str | torch.nn.Module = "inception-fid", n: int | None = 50000, weights: str | None = None,
              resize: str | None = None, n_ref: int | None = None, batch_size: int = 100,
              device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
@@ -118,7 +161,8 @@ def evaluate(source: Any, reference: Any = None, metrics: Sequence[str] = ("fid"
         source: a generator module, a run/export directory, an image folder, a dataset name, a uint8 tensor
             (N, C, H, W), or a saved statistics file.
         reference: same kinds (dataset name, preset, folder, stats file .safetensors/.npz); None for IS alone.
-        metrics: registered metric names (`ganforge list metrics`): fid, kid, is, prdc, ifid, fid_inf, ...
+        metrics: registered metric names (`ganforge list metrics`): fid, kid, is, prdc, ifid, fid_inf, ..., each
+            optionally with options: "kid:subsets=50" or {"name": "kid", "subsets": 50}; a string may list several.
         backbone: registered backbone name or a Backbone instance; `weights` a local weights file.
         n: images to generate from a generator (or to take from a fixed set); n_ref: reference images (None: all).
         resize: resize protocol (tf-bilinear, clean, torch-bilinear); None keeps the backbone's default.
@@ -130,4 +174,5 @@ def evaluate(source: Any, reference: Any = None, metrics: Sequence[str] = ("fid"
     return ev(source, n)
 
 
-__all__ = ["evaluate", "Evaluator", "build_backbone", "build_metrics", "HIGHER_IS_BETTER", "ImageSource"]
+__all__ = ["evaluate", "Evaluator", "build_backbone", "build_metrics", "parse_metrics", "metric_name",
+           "HIGHER_IS_BETTER", "ImageSource"]

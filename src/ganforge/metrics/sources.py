@@ -185,6 +185,11 @@ def resolve_dataset(spec, role: str = "reference") -> Dataset:
         return spec
     if spec is None:
         raise GanforgeError(f"{role}: mode metrics need a built-in dataset as reference (ring8, grid25, stacked-digits)")
+    if isinstance(spec, dict):  # a config's data section, {name: ..., **options}
+        from ..config import data_component
+        from ..training.build import build_dataset
+
+        return build_dataset(data_component(spec, role))
     text = str(spec)
     if Path(text).is_dir():
         raise GanforgeError(f"{role} {text}: mode metrics need a built-in dataset name or config, not a folder")

@@ -1,7 +1,7 @@
 """Periodic evaluation of G_ema during training (`eval.every`, `eval.metrics`, `eval.n`), best-checkpoint tracking.
 
-It goes through the same `Evaluator` as `ganforge.evaluate` and `ganforge eval`, with the same seed, so a training
-log's FID equals the CLI's on the exported generator.
+It goes through the same `Evaluator` as `ganforge.evaluate` and `ganforge eval`, with the same seed (`eval.seed`,
+default 0 like `ganforge eval --seed`), so a training log's FID equals the CLI's on the exported generator.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from ..config import RunConfig
 from ..data.base import Dataset
 from ..errors import GanforgeError
-from .evaluate import HIGHER_IS_BETTER, Evaluator, build_metrics
+from .evaluate import HIGHER_IS_BETTER, Evaluator, build_metrics, metric_name
 
 
 class EvalHook:
@@ -22,11 +22,12 @@ class EvalHook:
         self.n = e.n
         keys = [k for m in build_metrics(e.metrics) for k in m.keys]  # checked before the reference is extracted
         if e.best is not None and e.best not in keys:
-            raise GanforgeError(f"eval.best: {e.best!r} is not a result of eval.metrics ({', '.join(e.metrics)}); "
+            names = ", ".join(metric_name(m) for m in e.metrics)
+            raise GanforgeError(f"eval.best: {e.best!r} is not a result of eval.metrics ({names}); "
                                 f"choose one of: {', '.join(keys)}")
         self.best_key = e.best or keys[0]  # default: the first metric's first result (e.g. prdc -> precision)
         self.evaluator = Evaluator(reference, e.metrics, e.backbone, e.weights, e.resize, None, e.batch_size,
-                                   device, seed=0, progress=False)
+                                   device, seed=e.seed, progress=False)
         self.best: float | None = None
 
     def __call__(self, G_ema: torch.nn.Module, step: int) -> dict[str, float]:
