@@ -9,12 +9,13 @@ ganforge: `Trainer.train_step()` on `digits` (32 px, RGB, 10 classes). StudioGAN
 through its `config.Configurations` (MODULES, losses, Adam) and `models/resnet.py`, stepped as `worker.py` does
 (`make_GAN_trainable`, `toggle_grad`, BN tracking, `sample.generate_images` with fresh z and labels; D on reals then
 fakes, `LOSS.d_loss`, backward, Adam; fresh z and labels, D on fakes, `LOSS.g_loss`, backward, Adam) on random batches
-of the same digits. Left as they are: ganforge also updates an EMA copy of G each step (StudioGAN's SNGAN config has
-no EMA) and its G phase reuses the D phase's latents; StudioGAN's SNGAN config uses 5 D steps per G step, timed 1:1.
+of the same digits. Left as they are: ganforge's step also updates an EMA copy of G (StudioGAN's SNGAN config has no
+EMA), and StudioGAN's SNGAN config trains with 5 D steps per G step (timed here 1:1, as ganforge's `optim.d_steps: 1`).
 
-Modes, the same on both sides: fp32; cl (ganforge `train.channels_last`; StudioGAN's models and image inputs in
-torch.channels_last); bf16 (torch.autocast('cpu', bfloat16) around forwards and losses: ganforge `train.amp: bf16`);
-bf16+cl. StudioGAN's own `RUN.mixed_precision` (torch.cuda.amp) stays off.
+Modes, the same on both sides (memory format checked on both): fp32; cl (ganforge `train.channels_last`, always passed
+explicitly where it exists; StudioGAN's models and image inputs in torch.channels_last); bf16 (torch.autocast('cpu',
+bfloat16) around forwards and losses; ganforge `train.amp: bf16`); bf16+cl. StudioGAN's `RUN.mixed_precision`
+(torch.cuda.amp) stays off.
 Protocol: per mode, build both sides, `--warmup` steps each, then `--rounds` rounds of `--steps-per-round` steps of each
 side back to back (which side goes first alternates by round); reported: medians of per-round img/s and of per-round
 ratios ganforge / StudioGAN.
@@ -28,6 +29,7 @@ torchvision (.datasets, .utils, .transforms: CIFAR loaders, save_image), seaborn
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -83,17 +85,29 @@ def install_stand_ins() -> list[str]:
     return installed
 
 
+class NotSupported(Exception):
+    pass
+
+
+def channels_last_of(net: nn.Module) -> bool:
+    """Whether the net's first 3x3 conv weight (SN: the stored original) is in channels-last memory format."""
+    w = next(p for p in net.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1)
+    return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
 class GanforgeSide:
     """ganforge's Trainer on SNGAN-32 (resnet, cbn, projection, hinge); one step = `Trainer.train_step()`."""
 
     def __init__(self, run_dir: str, channels_last: bool, bf16: bool):
-        from ganforge.config import from_dict
+        from ganforge.config import TrainConfig, from_dict
         from ganforge.training.distributed import DistInfo
         from ganforge.training.trainer import Trainer
 
         train: dict[str, Any] = {"batch_size": BATCH, "amp": "bf16" if bf16 else "none", "tensorboard": False}
-        if channels_last:  # only when needed, so fp32/bf16 run on a ganforge without the key
-            train["channels_last"] = True
+        if "channels_last" in {f.name for f in dataclasses.fields(TrainConfig)}:
+            train["channels_last"] = channels_last  # always explicit: its default (None) lets the family choose
+        elif channels_last:
+            raise NotSupported("this ganforge has no train.channels_last")
         cfg = from_dict({"data": {"name": "digits", "resolution": 32, "channels": 3}, "model": {"name": "resnet"},
                          "conditioning": {"g": {"name": "cbn"}, "d": {"name": "projection"}},
                          "loss": {"name": "hinge"}, "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.5, 0.999]},
@@ -175,7 +189,7 @@ class StudioGANSide:
 
 
 def check_same_size(gf: GanforgeSide, sg: StudioGANSide) -> dict[str, Any]:
-    """Print and assert equal parameter counts; also buffer sizes and parameter shapes (dims sorted: up to transpose)."""
+    """Print, and assert, equal parameter counts; also buffer sizes and parameter shapes up to transposition."""
     def counts(m: nn.Module) -> tuple[int, int, Counter]:
         shapes = Counter(tuple(sorted(p.shape)) for p in m.parameters())
         return sum(p.numel() for p in m.parameters()), sum(b.numel() for b in m.buffers()), shapes
@@ -201,19 +215,18 @@ def timed(step: Callable[[], None], k: int) -> float:
 
 
 def run_mode(mode: str, src: Path, a: argparse.Namespace) -> dict[str, Any]:
-    from ganforge.errors import GanforgeError
-
     channels_last, bf16 = MODES[mode]
     with tempfile.TemporaryDirectory(prefix="bench-vs-studiogan-") as run_dir:
         try:
             gf = GanforgeSide(run_dir, channels_last, bf16)
-        except GanforgeError as e:
-            if channels_last and "channels_last" in str(e):
-                print(f"[{mode}] skipped: this ganforge has no train.channels_last yet ({e})")
-                return {"mode": mode, "skipped": str(e)}
-            raise
+        except NotSupported as e:
+            print(f"[{mode}] skipped: {e}")
+            return {"mode": mode, "skipped": str(e)}
         sg = StudioGANSide(src, gf.tr.dataset.x, gf.tr.dataset.y, channels_last, bf16)  # the same digits
         sizes = check_same_size(gf, sg)
+        formats = {f"{side} {net}": channels_last_of(getattr(obj, net)) for side, obj in (("ganforge", gf),
+                   ("StudioGAN", sg)) for net in ("G", "D")}
+        assert set(formats.values()) == {channels_last}, f"[{mode}] channels-last weights: {formats}"
         for _ in range(a.warmup):
             gf.step()
             sg.step()
@@ -259,7 +272,7 @@ def main() -> None:
     print("| mode | ganforge img/s | StudioGAN img/s | ratio |\n|---|---|---|---|")
     for r in results:
         if "skipped" in r:
-            print(f"| {r['mode']} | n/a | n/a | skipped (no train.channels_last) |")
+            print(f"| {r['mode']} | n/a | n/a | skipped: {r['skipped']} |")
         else:
             print(f"| {r['mode']} | {r['ganforge_img_s']:.1f} | {r['studiogan_img_s']:.1f} | {r['ratio']:.3f} |")
     if a.json is not None:

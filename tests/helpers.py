@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,47 @@ def shared_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GANFORGE_CACHE", shared_cache_dir(tmp_path_factory))
         yield
+
+
+TESTS_DIR = Path(__file__).parent
+PLUGIN_ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
+
+
+def train_killed_then_resumed(raw: dict, run: Path, kill_after: int, env: dict | None = None) -> None:
+    """Start `ganforge train` in a subprocess, SIGKILL it once checkpoint `kill_after` exists, then resume in-process."""
+    from ganforge.config import from_dict
+    from ganforge.training.checkpoint import list_checkpoints
+    from ganforge.training.trainer import train
+
+    cfg_path = write_config(run.parent, raw, name=f"{run.name}.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", str(cfg_path), "--out", str(run),
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = list_checkpoints(run / "checkpoints")
+        if done and int(done[-1].name[5:13]) >= kill_after:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = list_checkpoints(run / "checkpoints")
+    assert kept and int(kept[-1].name[5:13]) < raw["train"]["steps"]
+    train(from_dict(raw), run, progress=False)  # resumes from the latest checkpoint automatically
+
+
+def torchrun(cfg_path: Path, out: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`ganforge train` on 2 gloo ranks through torchrun."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ganforge",
+           "train", str(cfg_path), "--out", str(out), "--no-progress", *overrides]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def last_state(run: Path) -> dict:
+    """The newest checkpoint of a run."""
+    from ganforge.training.checkpoint import list_checkpoints, load_checkpoint
+
+    return load_checkpoint(list_checkpoints(run / "checkpoints")[-1])

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import ganforge.metrics.backbones  # noqa: F401  (registration)
 from ganforge.errors import GanforgeError
+from ganforge.metrics.backbones import Backbone
 from ganforge.metrics import weights as W
 from ganforge.metrics.backbones.inception import InceptionFID
 from ganforge.metrics.resize import resize
@@ -375,7 +375,7 @@ def test_every_backbone_protocol(name, tmp_path, monkeypatch):
         "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 6, 5, stride=4), nn.ReLU())\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     bb = BACKBONES.build(name, _OPTIONS.get(name, {}), weights="random")
-    assert isinstance(bb, ganforge.metrics.backbones.Backbone) and not bb.training
+    assert isinstance(bb, Backbone) and not bb.training
     pid = bb.protocol_id()
     assert pid.startswith(f"{name}_{bb.weights_id}_{bb.resize_mode}")
     gray = torch.randint(0, 256, (1, 1, 28, 28), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)

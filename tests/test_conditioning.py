@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ganforge.conditioning  # noqa: F401  (registration)
 from ganforge.conditioning.base import DOutput
 from ganforge.errors import GanforgeError
 from ganforge.nn import has_sn, top_singular_value, weight_layers

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.data  # noqa: F401  (registers the datasets)
 from ganforge.data.cifar import CIFAR10_URL, restricted_loads
 from ganforge.errors import GanforgeError
 from ganforge.registries import DATASETS

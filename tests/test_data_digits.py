@@ -7,7 +7,6 @@ import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
-import ganforge.data  # noqa: F401  (registers the datasets)
 import ganforge.data.digits_classifier as dcmod
 from ganforge.data.digits import digits_split_indices
 from ganforge.data.digits_classifier import classifier_path, load_digits_classifier, to_classifier_input

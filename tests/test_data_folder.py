@@ -7,7 +7,6 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-import ganforge.data  # noqa: F401  (registers the datasets)
 from ganforge.data.pack import pack, pack_source
 from ganforge.errors import GanforgeError
 from ganforge.registries import DATASETS

@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-import ganforge.data  # noqa: F401  (registers the datasets)
 from ganforge.errors import GanforgeError
 from ganforge.registries import DATASETS
 

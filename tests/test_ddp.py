@@ -1,23 +1,13 @@
 """torchrun with 2 gloo ranks on CPU: equals one process with the same global batch, and resumes."""
 import copy
-import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
 
-from helpers import TINY_POINTS, write_config
+from helpers import TINY_POINTS, torchrun, write_config
 
 from ganforge.config import from_dict
 from ganforge.training.trainer import train
-
-
-def _torchrun(cfg_path, out, *overrides):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ganforge",
-           "train", str(cfg_path), "--out", str(out), "--no-progress", *overrides]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
 
 def test_two_gloo_ranks_match_single_process_and_resume(tmp_path):
@@ -27,9 +17,9 @@ def test_two_gloo_ranks_match_single_process_and_resume(tmp_path):
     train(from_dict(raw), tmp_path / "single", progress=False)
 
     ddp = tmp_path / "ddp"
-    _torchrun(cfg_path, ddp, "train.steps=10")  # stop half way ...
+    torchrun(cfg_path, ddp, "train.steps=10")  # stop half way ...
     assert (ddp / "checkpoints" / "ckpt-00000010.pt").exists()
-    r = _torchrun(cfg_path, ddp)  # ... and resume to 20 steps on 2 ranks
+    r = torchrun(cfg_path, ddp)  # ... and resume to 20 steps on 2 ranks
     assert "resuming from" in r.stdout + r.stderr
 
     a = load_file(str(tmp_path / "single" / "export" / "generator.safetensors"))

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ganforge.errors import GanforgeError
-from ganforge.metrics import fid, fid_inf, inception_score, intra_fid, kid, prdc  # noqa: F401  (registers metrics)
 from ganforge.metrics.base import NEEDS, Features, Metric
 from ganforge.metrics.fid import frechet_distance
 from ganforge.metrics.fid_inf import fid_infinity, fit_fid_infinity, sample_counts

@@ -4,8 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ganforge.conditioning  # noqa: F401  (registration)
-import ganforge.models  # noqa: F401  (registration)
 from ganforge.errors import GanforgeError
 from ganforge.models.base import Discriminator
 from ganforge.nn import has_sn, top_singular_value, weight_layers

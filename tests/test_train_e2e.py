@@ -1,15 +1,11 @@
 """End-to-end training: outputs, exact resume after a kill, NaN stop, export/load without the training path."""
 import copy
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import torch
 from safetensors.torch import load_file
 
-from helpers import TINY_POINTS, cli, write_config
+from helpers import TINY_POINTS, cli, last_state, train_killed_then_resumed, write_config
 
 import ganforge
 from ganforge.config import from_dict
@@ -67,29 +63,13 @@ def _final_weights(run):
 
 def test_killed_run_resumes_bit_for_bit(tmp_path):
     raw = _cfg(steps=400, ckpt_every=40, log_every=20)
-    cfg_path = write_config(tmp_path, raw)
     reference = tmp_path / "uninterrupted"
     train(from_dict(raw), reference, progress=False)
-
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", str(cfg_path), "--out", str(run),
-                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        done = list_checkpoints(run / "checkpoints")
-        if done and done[-1].name >= "ckpt-00000080.pt":
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    kept = list_checkpoints(run / "checkpoints")
-    assert kept and int(kept[-1].name[5:13]) < 400
-    train(from_dict(raw), run, progress=False)  # resumes from the latest checkpoint automatically
+    train_killed_then_resumed(raw, run, kill_after=80)
     a, b = _final_weights(reference), _final_weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    sa = load_checkpoint(list_checkpoints(reference / "checkpoints")[-1])
-    sb = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    sa, sb = last_state(reference), last_state(run)
     for net in ("G", "D"):
         assert all(torch.equal(sa[net][k], sb[net][k]) for k in sa[net])
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()
