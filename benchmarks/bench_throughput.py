@@ -1,9 +1,12 @@
-"""Training throughput (img/s) and peak memory per architecture at batch 64.
+"""Training throughput (img/s) and peak memory per architecture at batch 64, per numeric mode.
 
-Each architecture runs in its own subprocess (so peak RSS is its own): a few warm-up steps, then timed steps of the
-full training step (D phase + G phase + EMA). On CUDA, also with bf16 / fp16 autocast.
+Each (architecture, mode) runs in its own subprocess (so peak RSS is its own): a few warm-up steps, then timed steps
+of the full training step (D phase + G phase + EMA). Modes: fp32, cl (channels-last), bf16 (autocast), bf16+cl, and
+fp16 on CUDA. `--rounds R` repeats the whole table R times, interleaving the modes, and reports the median of each
+cell and its ratio to fp32 in the same round (the machine is shared and noisy: ratios are the reliable figure).
 
-    python benchmarks/bench_throughput.py [--steps 20] [--device cpu|cuda] [--archs mlp,dcgan,resnet]
+    python benchmarks/bench_throughput.py [--steps 20] [--rounds 3] [--device cpu|cuda] [--archs mlp,dcgan,resnet]
+                                          [--modes fp32,cl,bf16,bf16+cl] [--threads N]
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -20,10 +24,16 @@ CASES = {
     "mlp": ({"name": "ring8"}, {"name": "mlp"}),
     "dcgan": ({"name": "stacked-digits", "resolution": 32}, {"name": "dcgan"}),
     "resnet": ({"name": "stacked-digits", "resolution": 32}, {"name": "resnet"}),  # SNGAN CIFAR widths
+    "dcgan-8px": ({"name": "stacked-digits", "resolution": 8},  # the stacked-digits preset's model
+                  {"name": "dcgan", "z_dim": 64, "g_ch": 64, "d_ch": 64, "d_sn": True}),
 }
 
 
-def run_one(arch: str, steps: int, device: str, amp: str, warmup: int) -> dict:
+MODES = {"fp32": ("none", False), "cl": ("none", True), "bf16": ("bf16", False), "bf16+cl": ("bf16", True),
+         "fp16": ("fp16", False), "fp16+cl": ("fp16", True)}
+
+
+def run_one(arch: str, steps: int, device: str, mode: str, warmup: int, threads: int) -> dict:
     import torch
 
     from ganforge.config import from_dict
@@ -32,8 +42,10 @@ def run_one(arch: str, steps: int, device: str, amp: str, warmup: int) -> dict:
     import tempfile
 
     data, model = CASES[arch]
+    amp, channels_last = MODES[mode]
     cfg = from_dict({"data": data, "model": model, "loss": {"name": "hinge"},
-                     "train": {"batch_size": 64, "amp": amp, "device": device, "tensorboard": False}})
+                     "train": {"batch_size": 64, "amp": amp, "channels_last": channels_last, "device": device,
+                               "tensorboard": False, "threads": threads}})
     with tempfile.TemporaryDirectory() as d:
         tr = Trainer(cfg, d, progress=False, dist=DistInfo(), device=torch.device(device))
         for _ in range(warmup):
@@ -47,7 +59,8 @@ def run_one(arch: str, steps: int, device: str, amp: str, warmup: int) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-    out = {"arch": arch, "amp": amp, "device": device, "img_per_s": steps * 64 / dt, "threads": torch.get_num_threads(),
+    out = {"arch": arch, "mode": mode, "device": device, "img_per_s": steps * 64 / dt,
+           "threads": torch.get_num_threads(),
            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "G_params": sum(p.numel() for p in tr.G.parameters()), "D_params": sum(p.numel() for p in tr.D.parameters())}
     if device.startswith("cuda"):
@@ -59,29 +72,41 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--archs", default=",".join(CASES))
-    p.add_argument("--amp", default=None, help="comma list; default none on CPU, none,bf16,fp16 on CUDA")
+    p.add_argument("--modes", default=None, help="comma list of " + ", ".join(MODES) +
+                   "; default fp32,cl,bf16,bf16+cl (plus fp16 on CUDA)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        arch, amp = a.one.split(":")
-        print(json.dumps(run_one(arch, a.steps, a.device, amp, a.warmup)))
+        arch, mode = a.one.split(":")
+        print(json.dumps(run_one(arch, a.steps, a.device, mode, a.warmup, a.threads)))
         return
-    amps = (a.amp or ("none,bf16,fp16" if a.device.startswith("cuda") else "none")).split(",")
-    print(f"{'arch':8s} {'amp':5s} {'img/s':>9s} {'peak RSS MiB':>13s} {'peak GPU MiB':>13s} {'G params':>10s} {'D params':>10s}")
-    for arch in a.archs.split(","):
-        for amp in amps:
-            r = subprocess.run([sys.executable, __file__, "--one", f"{arch}:{amp}", "--steps", str(a.steps),
-                                "--warmup", str(a.warmup), "--device", a.device], capture_output=True, text=True,
-                               env=os.environ)
-            if r.returncode != 0:
-                print(f"{arch:8s} {amp:5s} failed: {r.stderr.strip().splitlines()[-1]}")
-                continue
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-            gpu = f"{res['peak_gpu_mib']:13.0f}" if "peak_gpu_mib" in res else f"{'-':>13s}"
-            print(f"{arch:8s} {amp:5s} {res['img_per_s']:9.1f} {res['peak_rss_mib']:13.0f} {gpu} "
-                  f"{res['G_params']:10d} {res['D_params']:10d}")
+    default = "fp32,cl,bf16,bf16+cl" + (",fp16" if a.device.startswith("cuda") else "")
+    modes = (a.modes or default).split(",")
+    results: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(a.rounds):
+        for arch in a.archs.split(","):
+            for mode in modes:
+                r = subprocess.run([sys.executable, __file__, "--one", f"{arch}:{mode}", "--steps", str(a.steps),
+                                    "--warmup", str(a.warmup), "--device", a.device, "--threads", str(a.threads)],
+                                   capture_output=True, text=True, env=os.environ)
+                if r.returncode != 0:
+                    print(f"{arch:8s} {mode:8s} failed: {r.stderr.strip().splitlines()[-1]}")
+                    continue
+                results.setdefault((arch, mode), []).append(json.loads(r.stdout.strip().splitlines()[-1]))
+    print(f"| arch | mode | img/s (median of {a.rounds}) | x fp32 | peak RSS MiB | peak GPU MiB | G params | D params |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (arch, mode), runs in results.items():
+        ips = statistics.median(r["img_per_s"] for r in runs)
+        base = results.get((arch, modes[0]))
+        ratio = (statistics.median(r["img_per_s"] / b["img_per_s"] for r, b in zip(runs, base)) if base else
+                 float("nan"))
+        gpu = f"{max(r.get('peak_gpu_mib', 0) for r in runs):.0f}" if "peak_gpu_mib" in runs[0] else "-"
+        print(f"| {arch} | {mode} | {ips:.1f} | {ratio:.2f} | {max(r['peak_rss_mib'] for r in runs):.0f} | {gpu} | "
+              f"{runs[0]['G_params']:,} | {runs[0]['D_params']:,} |")
 
 
 if __name__ == "__main__":

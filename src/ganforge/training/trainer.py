@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ class Trainer:
         self.amp_dtype = _AMP_DTYPES[cfg.train.amp]
         if cfg.train.amp == "fp16" and device.type != "cuda":
             raise GanforgeError("train.amp: fp16 needs a CUDA device (GradScaler); use train.amp=bf16 on CPU")
+        if cfg.train.amp == "bf16" and device.type == "cpu" and not cpu_has_bf16() and dist.is_main:
+            warnings.warn("train.amp=bf16: this CPU has no bf16 instructions (avx512_bf16 / AMX), so autocast is "
+                          "emulated and usually slower than fp32 here (see docs/benchmarks.md)")
         seed_everything(derive_seed(cfg.seed, "init"))  # identical initial weights on every rank
 
         parts = build_run(cfg)
@@ -302,6 +306,12 @@ class Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         dist_utils.barrier(self.dist)
         return summary
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX), where bf16 autocast speeds training up."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def _due(step: int, every: int, last: bool) -> bool:
