@@ -88,3 +88,36 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     p.write_text("data: {name: ring8\nmodel: [\n")
     with pytest.raises(GanforgeError, match="bad.yaml"):
         load_config(p)
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({**BASE, "optim": {"g_lr": 0.0}}, "optim.g_lr: expected a number > 0, got 0.0"),
+    ({**BASE, "optim": {"d_lr": -1e-4}}, "optim.d_lr: expected a number > 0"),
+    ({**BASE, "optim": {"betas": [0.5, 1.0]}}, "optim.betas[1]: expected a number in [0, 1), got 1.0"),
+    ({**BASE, "optim": {"betas": [-0.1, 0.9]}}, "optim.betas[0]: expected a number in [0, 1)"),
+    ({**BASE, "optim": {"eps": 0}}, "optim.eps: expected a number > 0"),
+    ({**BASE, "eval": {"metrics": [{"name": "kid", "subsetz": 3}]}}, "eval.metrics.0.subsetz: unknown option"),
+    ({**BASE, "plugins": "my_module"}, "plugins: expected a list of module names"),
+])
+def test_optimizer_metric_and_plugin_values_are_checked_at_config_time(raw, needle):
+    with pytest.raises(GanforgeError) as e:
+        from_dict(raw)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_config_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("data: {name: ring8}  # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(GanforgeError, match="latin1.yaml: not a UTF-8 text file"):
+        load_config(p)
+
+
+def test_presets_are_real_paths_under_the_repository_configs_folder():
+    from pathlib import Path
+
+    repo_configs = Path(__file__).parent.parent / "configs"
+    for preset in presets_dir().glob("*.yaml"):
+        here = repo_configs / preset.name
+        assert here.is_file() and here.read_text() == preset.read_text()
+        assert load_config(f"configs/{preset.name}" if Path("configs").is_dir() else here).to_dict() \
+            == load_config(preset.stem).to_dict()

@@ -233,3 +233,36 @@ def test_generated_images_are_rounded_to_uint8_not_truncated(digits_test_images,
     assert torch.equal(generated.pool, ev.real.pool)  # k +- 0.49 rounds back to k (truncation would give k - 1)
     kw = dict(reference="digits", metrics=["kid"], backbone="digits-classifier", progress=False)
     assert evaluate(G, n=64, **kw) == evaluate(exact, **kw)
+
+
+# ------------------------------------------------------------------------------------------------- metric options
+def test_metric_options_reach_the_metric_from_yaml_the_cli_and_the_api(eval_run, tmp_path):
+    from ganforge.metrics.evaluate import build_metrics, parse_metrics
+
+    assert parse_metrics("fid, kid:subsets=3:subset_size=50") == ["fid", {"name": "kid", "subsets": 3,
+                                                                         "subset_size": 50}]
+    (kid,) = build_metrics("kid:subsets=3:subset_size=50")
+    assert (kid.subsets, kid.subset_size) == (3, 50)
+    spec = {"name": "kid", "subsets": 3, "subset_size": 50}
+    api = evaluate(eval_run, "digits", metrics=[spec], backbone="digits-classifier", n=N, progress=False)
+    cli = _cli_json(tmp_path, eval_run, "--ref", "digits", "--metrics", "kid:subsets=3:subset_size=50",
+                    "--backbone", "digits-classifier", "--n", N)
+    default = evaluate(eval_run, "digits", metrics="kid", backbone="digits-classifier", n=N, progress=False)
+    assert cli["kid"] == pytest.approx(api["kid"], rel=1e-12) and cli["kid_std"] == pytest.approx(api["kid_std"])
+    assert api["kid"] != default["kid"]  # 3 subsets of 50 are not 100 subsets of 1000
+    cfg = from_dict({**EVAL_RUN, "eval": {**EVAL_RUN["eval"], "metrics": ["fid", spec]}})
+    assert cfg.eval.metrics == ["fid", spec]  # validated and kept in that form (config.yaml round-trips it)
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("kid:subsets=0", "kid.subsets: expected an integer >= 1"),
+    ("kid:subsetz=3", "metric kid.subsetz: unknown option for metric 'kid'"),
+    ("kid:subsets", "metric kid: option 'subsets' is not KEY=VALUE"),
+])
+def test_bad_metric_options_are_one_line_errors(spec, needle):
+    from ganforge.errors import GanforgeError
+    from ganforge.metrics.evaluate import build_metrics
+
+    with pytest.raises(GanforgeError) as e:
+        build_metrics(spec)
+    assert needle in str(e.value) and "\n" not in str(e.value)

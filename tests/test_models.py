@@ -201,3 +201,67 @@ def test_generator_rebuilds_from_safetensors(arch, tmp_path):
     G2.load_state_dict(load_file(str(tmp_path / "g.safetensors")))
     z, y = G.sample_z(B), torch.tensor([2, 1, 0, 2])
     assert torch.allclose(G.eval()(z, y), G2.eval()(z, y), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_d_returns_h_and_on_request_every_tapped_feature_map(arch):
+    torch.manual_seed(0)
+    shape = (2,) if arch in ("mlp", "style-mlp") else (3, 16, 16)
+    _, backbone = build(arch, shape)
+    D = Discriminator(backbone, D_HEADS.build("linear", {}, in_features=backbone.feature_dim, num_classes=0))
+    D.eval()  # stand-alone spectral norm steps its power iteration at every training-mode forward
+    x = torch.randn(B, *shape)
+    plain = D(x)
+    assert torch.equal(plain.h, backbone.features(x)) and "features" not in plain
+    taps = backbone.taps()
+    assert taps, f"{arch}: D exposes no intermediate features"
+    seen = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, n=n: seen.__setitem__(n, out)) for n, m in taps.items()]
+    out = D(x, features=True)
+    for h in hooks:
+        h.remove()
+    assert list(out.features) == list(taps)  # input side first, each the output of its module
+    for name, fmap in out.features.items():
+        assert fmap.shape[0] == B and torch.equal(fmap, seen[name])
+    assert torch.equal(out.adv, plain.adv)
+    assert not any(m._forward_hooks for m in taps.values())  # hooks are removed after the call
+
+
+class _RecordingNorm(torch.nn.Module):
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def forward(self, x, c=None):
+        self.log.append(c)
+        return x
+
+
+class _PerBlock(G_CONDITIONING.get("none").obj):
+    """Hands block i the value ("c", i) and records what each norm layer receives."""
+
+    def __init__(self):
+        super().__init__(num_classes=0)
+        self.log: list = []
+
+    def norm1d(self, num_features):
+        return _RecordingNorm(self.log)
+
+    def norm2d(self, num_features):
+        return _RecordingNorm(self.log)
+
+    def prepare(self, z, y):
+        from ganforge.conditioning.base import GInput
+
+        return GInput(z, [("c", i) for i in range(self.num_blocks)])
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
+def test_each_block_gets_its_own_conditioning_value(arch):
+    cond = _PerBlock()
+    shape = (2,) if arch == "mlp" else (3, 16, 16)
+    extra = {"g_norm": True} if arch == "mlp" else {}
+    G = ARCHITECTURES.build(arch, tiny(arch, **extra), img_shape=shape, num_classes=0, g_cond=cond).G
+    G(G.sample_z(B))
+    assert cond.num_blocks >= 2 and {c for c in cond.log} == {("c", i) for i in range(cond.num_blocks)}
+    assert cond.log == sorted(cond.log, key=lambda c: c[1])  # in block order, input side first

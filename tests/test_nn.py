@@ -113,3 +113,30 @@ def test_unknown_init_lists_choices():
     message = str(err.value)
     assert "model.init" in message and "kaiming" in message
     assert all(name in message for name in INIT_SCHEMES)
+
+
+def test_manual_power_iteration_steps_only_when_asked():
+    from ganforge.nn import manual_power_iteration, power_iterate
+
+    torch.manual_seed(0)
+    layer = maybe_sn(nn.Linear(12, 7), True)
+    sn = layer.parametrizations.weight[0]
+    assert manual_power_iteration(layer) == 1
+    layer.train()
+    u = sn._u.clone()
+    for _ in range(3):
+        layer(torch.randn(2, 12))  # forwards no longer move the estimate ...
+    assert torch.equal(sn._u, u)
+    power_iterate(layer)  # ... one call is one power step (Miyato et al., Algorithm 1, once per update)
+    w = layer.parametrizations.weight.original.detach()
+    v = torch.nn.functional.normalize(w.t() @ u, dim=0)
+    assert torch.allclose(sn._u, torch.nn.functional.normalize(w @ v, dim=0), atol=1e-6)
+
+
+def test_sigma_is_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    layer = maybe_sn(nn.Linear(16, 8), True).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        w = layer.weight
+    assert w.dtype == torch.float32
+    assert top_singular_value(layer).item() == pytest.approx(1.0, abs=1e-3)

@@ -337,3 +337,63 @@ def test_bad_options_raise_one_line_errors():
         REGULARIZERS.build("lecam", {"decay": 1.0})
     with pytest.raises(GanforgeError, match="unknown option"):
         REGULARIZERS.build("gp", {"lambda": 10.0})
+
+
+# ---- the per-sample loss interface and the Context ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_batch_losses_are_the_reduced_per_sample_losses(name):
+    loss = LOSSES.build(name)
+    real, fake = torch.tensor(REAL), torch.tensor(FAKE)
+    on_real, on_fake = loss.d_per_sample(real, fake)
+    assert on_real.shape == on_fake.shape == (3,)
+    assert loss.d_loss(real, fake).item() == pytest.approx((on_real.mean() + on_fake.mean()).item(), rel=1e-6)
+    g = loss.g_per_sample(fake, real)
+    assert g.shape == (3,) and loss.g_loss(fake, real).item() == pytest.approx(g.mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_the_reduction_hook_lets_a_wrapper_keep_the_top_k_fakes_of_any_loss(name):
+    base = type(LOSSES.build(name))
+
+    class TopTwo(base):  # top-k training (Sinha et al. 2020) in miniature: G learns from the 2 best-scored fakes
+        def reduce(self, values, role):
+            if role == "g":
+                self.kept = values.topk(2, largest=False).indices  # lowest G loss = highest D score
+                return values[self.kept].mean()
+            return values.mean()
+
+    loss = TopTwo()
+    fake, real = torch.tensor(FAKE), torch.tensor(REAL)
+    per = loss.g_per_sample(fake, real)
+    assert loss.g_loss(fake, real).item() == pytest.approx(per.sort().values[:2].mean().item(), rel=1e-6)
+    assert loss.d_loss(real, fake).item() == pytest.approx(base().d_loss(real, fake).item(), rel=1e-6)
+
+
+def test_d_raw_skips_the_augmentation_and_d_of_applies_it():
+    D, G = MLPD(4), MLPG(3, 4)
+    x = torch.randn(5, 4)
+    ctx = Context(G=G, D=D, real=x, y_real=None, z=torch.randn(5, 3), y_fake=None, augment=lambda t: t + 100.0)
+    assert torch.equal(ctx.D_raw(x, None).adv, D(x).adv)
+    assert torch.equal(ctx.D_of(x, None).adv, D(x + 100.0).adv)
+    assert torch.equal(ctx.d_real.adv, D(x + 100.0).adv)  # the cached call is the augmented one
+    assert ctx.all_gather(x) is x  # a single process: the batch itself
+    ctx.record("anything", x)  # no recorder: a no-op
+
+
+def test_context_records_statistics_and_draws_per_row_randomness():
+    from ganforge.objectives.base import StepInfo
+    from ganforge.training.stats import StatsRecorder
+
+    rec = StatsRecorder()
+    D, G = MLPD(4), MLPG(3, 4)
+    x = torch.randn(8, 4)
+    whole = Context(G=G, D=D, real=x, y_real=None, z=torch.randn(8, 3), y_fake=None, info=StepInfo(batch_size=8),
+                    rows=slice(0, 8), rng_key=("k",), stats=rec)
+    half = Context(G=G, D=D, real=x[4:], y_real=None, z=torch.randn(4, 3), y_fake=None, info=StepInfo(batch_size=8),
+                   rows=slice(4, 8), rng_key=("k",))
+    assert torch.equal(whole.sample_rng().rand(8)[4:], half.sample_rng().rand(4))  # same rows, same numbers
+    assert not torch.equal(whole.sample_rng().rand(8), whole.sample_rng().rand(8))  # each call its own stream
+    whole.record("v", torch.tensor([1.0, 2.0]))
+    whole.record("v", torch.tensor([3.0]))
+    assert rec.reduced(False, torch.device("cpu")) == {"v": (6.0, 3)}
