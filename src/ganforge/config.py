@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import GanforgeError
+from .config_files import apply_overrides, load_raw, parse_value, presets_dir, resolve_preset  # noqa: F401
 from .registry import Registry, check_type
 
 
@@ -244,6 +244,14 @@ def metric_spec(raw: Any, registry: Registry, where: str) -> str | dict[str, Any
     return comp.to_dict() if comp.options else comp.name
 
 
+def check_requires(who: str, requires: set | frozenset, head: str, provided: set | frozenset) -> None:
+    """A one-line error when a term reads D outputs the chosen D head does not provide."""
+    missing = set(requires) - set(provided)
+    if missing:
+        raise GanforgeError(f"{who} needs D output(s) {', '.join(sorted(missing))}, which D head {head!r} does not "
+                            f"provide (it provides: {', '.join(sorted(provided)) or 'adv only'})")
+
+
 def _check_declarations(cfg: RunConfig) -> None:
     """What components declare about each other: D outputs terms read, decomposability under accumulation."""
     from .registries import D_HEADS
@@ -251,11 +259,7 @@ def _check_declarations(cfg: RunConfig) -> None:
     provided = set(D_HEADS.get(cfg.d_head.name).declares("provides", frozenset()))
     for where, reg, comp in cfg.components():
         entry = reg.get(comp.name, where)
-        missing = set(entry.declares("requires", frozenset())) - provided
-        if missing:
-            raise GanforgeError(f"{where}: {comp.name!r} needs D output(s) {', '.join(sorted(missing))}, which D head "
-                                f"{cfg.d_head.name!r} does not provide (it provides: "
-                                f"{', '.join(sorted(provided)) or 'adv only'})")
+        check_requires(f"{where}: {comp.name!r}", entry.declares("requires", frozenset()), cfg.d_head.name, provided)
         if cfg.train.accumulate > 1 and not entry.declares("decomposable", True):
             raise GanforgeError(f"{where}: {comp.name!r} is computed over the whole batch and cannot be split into "
                                 f"accumulation rounds; set train.accumulate=1 (got {cfg.train.accumulate})")
@@ -293,100 +297,6 @@ def _check_values(cfg: RunConfig) -> None:
     for i, beta in enumerate(cfg.optim.betas):
         if not 0.0 <= beta < 1.0:
             raise GanforgeError(f"optim.betas[{i}]: expected a number in [0, 1), got {beta}")
-
-
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: YAML scalar/list syntax, with '4e-4'-style floats that YAML 1.1 leaves as strings."""
-    if _NUMBER.match(text.strip()) and not re.match(r"^[+-]?\d+$", text.strip()):
-        return float(text)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise GanforgeError(f"override value {text!r}: not valid YAML ({e.problem})") from e
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides to a raw config mapping (list items by index: `regularizers.0.gamma=5`)."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        if "=" not in item:
-            raise GanforgeError(f"override {item!r}: expected KEY=VALUE, e.g. train.steps=2000")
-        key, text = item.split("=", 1)
-        value = parse_value(text)
-        parts = key.strip().split(".")
-        node: Any = raw
-        for depth, part in enumerate(parts[:-1]):
-            where = ".".join(parts[: depth + 1])
-            if isinstance(node, list):
-                node = _list_item(node, part, where)
-                continue
-            if node.get(part) is None:
-                node[part] = copy.deepcopy(_DEFAULTS.get(part, {})) if depth == 0 else {}
-            if isinstance(node[part], str):  # shorthand `g: cbn` -> mapping
-                node[part] = {"name": node[part]}
-            node = node[part]
-            if not isinstance(node, (dict, list)):
-                raise GanforgeError(f"override {key}: {where} is a value, not a section")
-        last = parts[-1]
-        if isinstance(node, list):
-            idx = int(last) if last.isdigit() else None
-            if idx is None or idx > len(node):
-                raise GanforgeError(f"override {key}: {last!r} is not a valid index (list has {len(node)} items)")
-            if idx == len(node):
-                node.append(value)
-            else:
-                node[idx] = value
-        else:
-            node[last] = value
-    return raw
-
-
-def _list_item(node: list, part: str, where: str) -> Any:
-    if not part.isdigit():
-        raise GanforgeError(f"override {where}: expected a list index, got {part!r}")
-    idx = int(part)
-    if idx == len(node):
-        node.append({})
-    if idx >= len(node):
-        raise GanforgeError(f"override {where}: index {idx} out of range (list has {len(node)} items)")
-    return node[idx]
-
-
-def load_raw(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file (a preset name like `ring8` finds configs/ring8.yaml)."""
-    p = resolve_preset(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise GanforgeError(f"{p}: not a UTF-8 text file (byte {e.start}: {e.reason}); save the config as UTF-8") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark else ""
-        raise GanforgeError(f"{p}:{at} not valid YAML ({getattr(e, 'problem', e)})") from e
-    except OSError as e:
-        raise GanforgeError(f"{p}: cannot read config ({e.strerror})") from e
-    if not isinstance(raw, dict):
-        raise GanforgeError(f"{p}: expected a YAML mapping at the top level")
-    return raw
-
-
-def presets_dir() -> Path:
-    """Bundled presets (inside the package) — the repo's configs/ mirrors them."""
-    return Path(__file__).parent / "configs"
-
-
-def resolve_preset(path: str | Path) -> Path:
-    p = Path(path)
-    if p.exists():
-        return p
-    for candidate in (presets_dir() / f"{path}.yaml", presets_dir() / str(path), presets_dir() / p.name):
-        if candidate.exists():
-            return candidate
-    names = sorted(q.stem for q in presets_dir().glob("*.yaml"))
-    raise GanforgeError(f"{path}: no such config file or preset; presets: {', '.join(names)}")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:

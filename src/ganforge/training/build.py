@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..augment.base import Augment
-from ..config import Component, RunConfig
+from ..config import Component, RunConfig, check_requires
 from ..data.base import Dataset
 from ..errors import GanforgeError
 from ..models.base import Discriminator, Generator
@@ -99,11 +99,7 @@ def build_terms(cfg: RunConfig, context: _Context, contributors: dict[str, Any])
             terms[f"{where}:{type(term).__name__}{'' if j == 0 else j}"] = term
     provided = set(getattr(contributors["conditioning.d"], "provides", frozenset()))
     for key, term in terms.items():
-        missing = set(getattr(term, "requires", frozenset())) - provided
-        if missing:
-            raise GanforgeError(f"{key.split(':')[0]}: needs D output(s) {', '.join(sorted(missing))}, which D head "
-                                f"{cfg.d_head.name!r} does not provide (it provides: "
-                                f"{', '.join(sorted(provided)) or 'adv only'})")
+        check_requires(key, getattr(term, "requires", frozenset()), cfg.d_head.name, provided)
         if getattr(term, "trains_with", "D") not in ("G", "D"):
             raise GanforgeError(f"{key}: trains_with must be 'G' or 'D', got {term.trains_with!r}")
     return terms
