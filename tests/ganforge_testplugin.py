@@ -2,7 +2,7 @@
 
 It exercises the interfaces a third-party method needs, each through the public protocol only:
 - `test-aux` D head: an extra output (`aux_logits`) beside `adv`;
-- `test-aux-loss` regularizer: `requires` that extra;
+- `test-aux-loss` regularizer: `requires` that extra; `test-aux-with-loss` head: brings that term itself;
 - `test-latent-q` regularizer: an `nn.Module` term with its own parameters that trains with G (InfoGAN's Q head in
   miniature: regress z's first coordinate from D's last intermediate feature map), sized from the build context;
 - `test-adaptive-noise` augmentation: ADA-style adaptive noise whose strength follows sign(D(real)) statistics
@@ -52,6 +52,18 @@ class AuxLoss(ObjectiveTerm):
     def d_terms(self, ctx: Context) -> dict[str, torch.Tensor]:
         logits = ctx.d_real.aux_logits.float()
         return {"aux": self.weight * F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))}
+
+
+@D_HEADS.register("test-aux-with-loss")
+class AuxHeadWithLoss(AuxHead):
+    """Test head that brings its own loss term (as an auxiliary-classifier head brings its classification loss)."""
+
+    def __init__(self, *, in_features: int, num_classes: int = 0, d_sn: bool = False, aux_weight: float = 0.1):
+        super().__init__(in_features=in_features, num_classes=num_classes, d_sn=d_sn)
+        self.aux_weight = aux_weight
+
+    def terms(self) -> list[ObjectiveTerm]:
+        return [AuxLoss(self.aux_weight)]
 
 
 @REGULARIZERS.register("test-latent-q")

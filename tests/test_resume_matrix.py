@@ -49,8 +49,8 @@ def recipe(variant: str, **train) -> dict:
 
 
 def _params(state: dict, net: str) -> dict[str, torch.Tensor]:
-    """Parameters (not BN running statistics or SN vectors, which are per rank) of a checkpointed network."""
-    return {k: v for k, v in state[net].items() if not k.split(".")[-1].startswith(("running_", "num_batches", "_u", "_v"))}
+    """Parameters and SN vectors (not BN running statistics, which are per rank) of a checkpointed network."""
+    return {k: v for k, v in state[net].items() if not k.split(".")[-1].startswith(("running_", "num_batches"))}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -156,6 +156,16 @@ def test_a_term_needing_a_d_output_the_head_lacks_is_a_one_line_error():
     from_dict(cfg_of(raw, conditioning={"d": {"name": "test-aux"}}))  # the head that provides it
 
 
+def test_a_d_head_can_bring_its_own_loss_term(tmp_path):
+    raw = cfg_of(TINY_POINTS, plugins=PLUGIN, conditioning={"d": {"name": "test-aux-with-loss", "aux_weight": 0.5}})
+    tr = trainer(raw, tmp_path)
+    assert list(tr.terms) == ["loss:vanilla", "conditioning.d:AuxLoss"] and tr.terms["conditioning.d:AuxLoss"].weight == 0.5
+    dmain = next(p for p in tr.phases if p.name == "Dmain")
+    assert any(t is tr.terms["conditioning.d:AuxLoss"] for t in dmain.terms)
+    logs = tr.train_step()
+    assert logs["aux"] > 0 and "d_loss" in logs
+
+
 def test_a_batch_level_term_refuses_gradient_accumulation():
     raw = cfg_of(TINY_POINTS, plugins=PLUGIN, regularizers=[{"name": "test-batchwise"}], train={"accumulate": 2})
     with pytest.raises(GanforgeError, match="regularizers.0: 'test-batchwise' .* set train.accumulate=1"):

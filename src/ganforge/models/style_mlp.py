@@ -18,7 +18,6 @@ from torch import nn
 
 from ..conditioning.base import GConditioning
 from ..errors import GanforgeError
-from ..nn.init import init_weights
 from ..nn.spectral_norm import maybe_sn
 from ..registries import ARCHITECTURES
 from .base import ArchPair
@@ -106,8 +105,7 @@ def style_mlp(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_di
                             "needs norm layers, which style-based synthesis has none of; use conditioning g=concat")
     use_tanh = len(img_shape) == 3 if tanh is None else tanh
     G = StyleMLPGenerator(img_shape, num_classes, g_cond, z_dim, w_dim, hidden, layers, mapping_layers, use_tanh)
-    D = MLPDiscriminator(img_shape, d_hidden, d_layers)
-    init_weights(D, "default", where="architecture 'style-mlp'")
+    D = MLPDiscriminator(img_shape, d_hidden, d_layers)  # PyTorch's default init, as `mlp` with init=default
     maybe_sn(D, d_sn)
     D.spectral_norm = d_sn
     return ArchPair(G, D)

@@ -67,7 +67,8 @@ class StepInfo:
     d_step: int = 0  # index of the current D step (D steps completed before it)
     total_steps: int = 0  # train.steps
     batch_size: int = 0  # global batch
-    nimg: int = 0  # real images shown to D before this D step (d_step * batch_size)
+    nimg: int = 0  # real images shown to D before this phase: d_step * batch_size in a D phase, all of this step's
+    # D steps in a G phase
 
     @property
     def progress(self) -> float:

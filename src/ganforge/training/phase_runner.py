@@ -85,7 +85,8 @@ class PhaseRunner:
             power_iterate(m)  # one spectral-norm power step per update of the network
         opt, scaler = t.opt[phase.net], t.scaler[phase.net]
         opt.zero_grad(set_to_none=True)
-        recorder = StatsRecorder()
+        listening = any(c[2] == phase.name for c in t.consumers)
+        recorder = StatsRecorder() if listening else None  # statistics only for phases someone listens to
         logged: dict[str, torch.Tensor] = {}
         contributed = 0
         for mb in micro:
@@ -95,7 +96,8 @@ class PhaseRunner:
                           stats=recorder, want_features=phase.wants_features)
             with self._autocast():
                 terms = phase.collect(ctx)
-            _record_d_outputs(ctx, recorder)
+            if recorder is not None:
+                _record_d_outputs(ctx, recorder)
             if not terms:
                 continue
             contributed += 1
@@ -114,7 +116,8 @@ class PhaseRunner:
             dist_utils.all_reduce_grads([p for m in t.nets[phase.net] for p in m.parameters()], t.dist)
             scaler.step(opt)
             scaler.update()
-        self._feed(phase, recorder, info)
+        if recorder is not None:
+            self._feed(phase, recorder, info)
         return values
 
     def _agree(self, finite: bool, contributed: bool) -> tuple[bool, bool]:
@@ -134,8 +137,6 @@ class PhaseRunner:
         """Hand this phase's global statistics to the stateful components that listen to it."""
         t = self.t
         mine = [c for c in t.consumers if c[2] == phase.name]
-        if not mine:
-            return
         reduced = recorder.reduced(t.dist.enabled, t.device)
         B = t.cfg.train.batch_size
         done = info.nimg + B if phase.net == "D" else info.nimg  # real images shown to D, this step included

@@ -25,8 +25,8 @@ class StatsRecorder:
         self.counts: dict[str, int] = {}
 
     def add(self, name: str, values: torch.Tensor) -> None:
-        v = values.detach().to(torch.float64)
-        self.sums[name] = self.sums.get(name, 0.0) + v.sum().cpu()
+        v = values.detach().to(torch.float64)  # sums stay on the values' device: no sync until `reduced`
+        self.sums[name] = self.sums[name] + v.sum() if name in self.sums else v.sum()
         self.counts[name] = self.counts.get(name, 0) + v.numel()
 
     def reduced(self, distributed: bool, device: torch.device) -> dict[str, tuple[float, int]]:
@@ -34,11 +34,12 @@ class StatsRecorder:
         names = sorted(self.sums)
         if not names:
             return {}
-        flat = torch.tensor([[float(self.sums[n]), float(self.counts[n])] for n in names], dtype=torch.float64)
+        sums = torch.stack([self.sums[n].to(device) for n in names])
+        counts = torch.tensor([float(self.counts[n]) for n in names], dtype=torch.float64, device=device)
+        flat = torch.stack([sums, counts], dim=1)  # (names, 2)
         if distributed:
-            flat = flat.to(device)
             dist.all_reduce(flat)
-            flat = flat.cpu()
+        flat = flat.cpu()
         return {n: (float(s), int(round(c))) for n, (s, c) in zip(names, flat.tolist())}
 
 
