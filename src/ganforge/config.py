@@ -63,7 +63,13 @@ class TrainConfig:
     mode_every: int = 0  # mode metrics every N steps (0: at the end only); datasets without mode metrics skip
     grid_size: int = 64  # number of fixed-noise samples in the grid
     tensorboard: bool = True
-    threads: int = 0  # torch intra-op threads (0: leave torch's default)
+    threads: int = 0  # torch intra-op threads (0: torch's default, the machine's core count: results then differ
+    # bit for bit between machines with different core counts)
+    # divergence guard (training/divergence.py); each 0 disables its check
+    guard_value: float = 1e6  # stop when a loss or a D logit exceeds this in absolute value
+    guard_output: float = 100.0  # ... when generated samples exceed this multiple of the largest real |value|
+    guard_collapse: float = 1e-3  # ... when the spread of G's samples stays below this fraction of the data's
+    guard_patience: int = 100  # ... for this many G steps in a row
 
 
 @dataclass
@@ -285,6 +291,15 @@ def _check_values(cfg: RunConfig) -> None:
         raise GanforgeError(f"optim.lr_decay: expected one of {', '.join(LR_SCHEDULES)}, got {cfg.optim.lr_decay!r}")
     if not 0.0 <= cfg.optim.lr_decay_start < 1.0:
         raise GanforgeError(f"optim.lr_decay_start: expected a fraction in [0, 1), got {cfg.optim.lr_decay_start}")
+    for key in ("guard_value", "guard_output", "guard_collapse"):
+        if not getattr(cfg.train, key) >= 0:
+            raise GanforgeError(f"train.{key}: expected a bound >= 0 (0: off), got {getattr(cfg.train, key)}")
+    if cfg.train.guard_patience < 1:
+        raise GanforgeError(f"train.guard_patience: expected a positive number of G steps, got "
+                            f"{cfg.train.guard_patience}")
+    if cfg.train.threads < 0:
+        raise GanforgeError(f"train.threads: expected a thread count >= 0 (0: torch's default), got "
+                            f"{cfg.train.threads}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise GanforgeError(f"train.ema_decay: expected a value in [0, 1), got {cfg.train.ema_decay}")
     if cfg.train.batch_size % cfg.train.accumulate:

@@ -88,6 +88,7 @@ class PhaseRunner:
         listening = any(c[2] == phase.name for c in t.consumers)
         recorder = StatsRecorder() if listening else None  # statistics only for phases someone listens to
         logged: dict[str, torch.Tensor] = {}
+        measured: list[torch.Tensor] = []
         contributed = 0
         for mb in micro:
             ctx = Context(G=t.G, D=t.D, real=mb["real"], y_real=mb["y_real"], z=mb["z"], y_fake=mb["y_fake"],
@@ -98,6 +99,9 @@ class PhaseRunner:
                 terms = phase.collect(ctx)
             if recorder is not None:
                 _record_d_outputs(ctx, recorder)
+            m = t.guard.measure(ctx)
+            if m is not None:
+                measured.append(m)
             if not terms:
                 continue
             contributed += 1
@@ -106,12 +110,20 @@ class PhaseRunner:
             for name, v in terms.items():
                 logged[name] = logged.get(name, 0.0) + v.detach().float() / len(micro)
         values = {k: float(v) for k, v in logged.items()}
-        finite, contributed_all = self._agree(all(math.isfinite(v) for v in values.values()), contributed > 0)
-        if not finite:
+        finite = all(math.isfinite(v) for v in values.values())
+        why = t.guard.verdict(phase.net, values, t.guard.combine(measured)) if finite else None
+        healthy, contributed_all = self._agree(finite and why is None, contributed > 0)
+        if not healthy:
             last = t.resumed_from if t.last_ckpt is None else t.last_ckpt
+            if not finite:
+                what = f"non-finite loss in phase {phase.name} at step {t.step} ({_fmt(values)})"
+            elif why is not None:
+                what = f"training diverged in phase {phase.name} at step {t.step}: {why}"
+            else:
+                what = f"training diverged on another rank in phase {phase.name} at step {t.step}"
             raise DivergenceError(
-                f"non-finite loss in phase {phase.name} at step {t.step} ({_fmt(values)}); last good checkpoint: "
-                f"{last or 'none yet'} — lower optim.g_lr/optim.d_lr, add a regularizer or set train.amp=none")
+                f"{what}; last good checkpoint: {last or 'none yet'} — lower optim.g_lr/optim.d_lr, add a "
+                f"regularizer or set train.amp=none")
         if contributed_all:  # a phase whose terms all returned nothing is skipped: no gradients, no step
             dist_utils.all_reduce_grads([p for m in t.nets[phase.net] for p in m.parameters()], t.dist)
             scaler.step(opt)
@@ -120,12 +132,12 @@ class PhaseRunner:
             self._feed(phase, recorder, info)
         return values
 
-    def _agree(self, finite: bool, contributed: bool) -> tuple[bool, bool]:
-        """Whether every rank's losses are finite, and whether every rank (or none) had terms to step on."""
+    def _agree(self, healthy: bool, contributed: bool) -> tuple[bool, bool]:
+        """Whether every rank's losses are finite and within bounds, and whether every rank (or none) had terms."""
         t = self.t
         if not t.dist.enabled:
-            return finite, contributed
-        flags = torch.tensor([0.0 if finite else 1.0, 1.0 if contributed else 0.0], device=t.device)
+            return healthy, contributed
+        flags = torch.tensor([0.0 if healthy else 1.0, 1.0 if contributed else 0.0], device=t.device)
         torch.distributed.all_reduce(flags)
         bad, some = flags.tolist()
         if 0 < some < t.dist.world:
