@@ -74,13 +74,14 @@ def test_recipe_resumes_bit_for_bit_after_sigkill(variant, tmp_path):
 def test_recipe_on_two_gloo_ranks_equals_one_process(variant, tmp_path):
     steps = 12
     single_raw = recipe(variant, steps=steps, accumulate=4, ckpt_every=6)  # the same 4 micro-batches as 2 x 2
-    # both runs stop half way and are extended (train.steps changes the lr-decay schedule, so the paths must match)
+    # both runs stop half way and are extended (train.steps changes the lr-decay schedule, so the paths must match,
+    # and the change must be allowed explicitly)
     train(from_dict(recipe(variant, steps=steps // 2, accumulate=4, ckpt_every=6)), tmp_path / "single", progress=False)
-    train(from_dict(single_raw), tmp_path / "single", progress=False)
+    train(from_dict(single_raw), tmp_path / "single", progress=False, allow_config_change=True)
     ddp_raw = recipe(variant, steps=steps, accumulate=2, ckpt_every=6)
     cfg_path = write_config(tmp_path, ddp_raw)
     torchrun(cfg_path, tmp_path / "ddp", f"train.steps={steps // 2}")  # stop half way ...
-    torchrun(cfg_path, tmp_path / "ddp")  # ... and resume on 2 ranks
+    torchrun(cfg_path, tmp_path / "ddp", "--allow-config-change")  # ... and resume on 2 ranks
     a, b = last_state(tmp_path / "single"), last_state(tmp_path / "ddp")
     tol = {"rtol": 2e-3, "atol": 2e-3} if variant != "fp32" else {"rtol": 1e-4, "atol": 1e-5}
     for net in ("G", "D"):

@@ -201,9 +201,12 @@ def test_term_state_is_keyed_by_name_and_position_and_reordering_is_refused(tmp_
           progress=False)
     state = torch.load(sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     assert list(state["terms"]) == ["regularizers.0:lecam"]
-    with pytest.raises(GanforgeError, match=r"regularizers.0:lecam.*regularizers.1:lecam"):
-        Trainer(from_dict(cfg_of(TINY_POINTS, regularizers=regs[::-1], train={"steps": 8})), tmp_path / "run",
-                progress=False, dist=DistInfo(), device=torch.device("cpu"))
+    reordered = from_dict(cfg_of(TINY_POINTS, regularizers=regs[::-1], train={"steps": 8}))
+    with pytest.raises(GanforgeError, match=r"config differs.*regularizers.0.name 'lecam' -> 'r1'"):
+        Trainer(reordered, tmp_path / "run", progress=False, dist=DistInfo(), device=torch.device("cpu"))
+    with pytest.raises(GanforgeError, match=r"regularizers.0:lecam.*regularizers.1:lecam"):  # even when allowed
+        Trainer(reordered, tmp_path / "run", progress=False, dist=DistInfo(), device=torch.device("cpu"),
+                allow_config_change=True)
 
 
 def test_kimg_counts_every_d_step(tmp_path):

@@ -37,6 +37,9 @@ def add_train(sub) -> None:
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even though the config changes how training computes (the diff and its step are "
+                        "recorded in RUN/history.jsonl; the earlier config is kept as config-until-step-N.yaml)")
     p.set_defaults(func=cmd_train)
 
 
@@ -51,7 +54,7 @@ def cmd_train(args) -> int:
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     if int(os.environ.get("RANK", "0")) == 0:
         _writable_dir(out, "--out")
-    summary = train(cfg, out, progress=not args.no_progress)
+    summary = train(cfg, out, progress=not args.no_progress, allow_config_change=args.allow_config_change)
     if int(os.environ.get("RANK", "0")) == 0:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
         print(f"done: {out} ({shown}); generator exported to {out / 'export'}")

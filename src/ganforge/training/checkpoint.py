@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import GanforgeError
+from ..fileio import crash_point
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -41,6 +42,7 @@ def atomic_save(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("checkpoint-write")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -53,6 +55,9 @@ def atomic_save(obj: Any, path: Path) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+STALE_TEMPS = ".ckpt-*.pt.tmp*"  # what an atomic_save killed mid-write leaves behind in the checkpoint directory
 
 
 def save_checkpoint(state: dict[str, Any], directory: Path, step: int, keep: int) -> Path:

@@ -6,33 +6,62 @@ loads the weights from safetensors (no pickle).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import GanforgeError
+from ..fileio import crash_point, follow_umask, replace_dir, save_safetensors, staging_dir
 
 FORMAT = "ganforge-generator"
 _REQUIRED_KEYS = ("architecture", "g_conditioning", "img_shape", "num_classes", "modality")  # what loading needs
 
 
-def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """Write G's weights and `meta` (architecture, g_conditioning, img_shape, num_classes, modality, ...)."""
+def write_export(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
+    """Write G's weights and config.json into the (new, private) directory `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()}
-    tmp = out_dir / ".generator.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, out_dir / "generator.safetensors")
+    save_safetensors(tensors, out_dir / "generator.safetensors", metadata={"format": FORMAT})
+    crash_point("export-between-files")
     cfg = {"format": FORMAT, "version": 1, **meta}
-    tmp = out_dir / ".config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=2))
-    os.replace(tmp, out_dir / "config.json")
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
     return out_dir
+
+
+def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
+    """Write G's weights and `meta` (architecture, g_conditioning, img_shape, num_classes, modality, ...) as `out_dir`.
+
+    The directory is replaced in one step: a kill at any moment leaves the previous export or the new one, complete.
+    """
+    out_dir = Path(out_dir)
+    with staged_dir(out_dir) as tmp:
+        write_export(G, tmp, meta)
+    return out_dir
+
+
+@contextlib.contextmanager
+def staged_dir(dest: Path) -> Iterator[Path]:
+    """Write a directory's content into a private staging directory that then replaces `dest` whole."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_dir(dest)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        follow_umask(tmp)
+        replace_dir(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def find_export(path: str | os.PathLike) -> Path:

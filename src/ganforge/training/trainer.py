@@ -7,6 +7,7 @@ directory; `Trainer.train_step` is one step (D phases for each of the optim.d_st
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -23,13 +24,15 @@ from ..sampling import generate
 from . import distributed as dist_utils
 from .build import build_run, count_params, export_meta
 from .checkpoint import atomic_save, load_latest, save_checkpoint
+from .divergence import DivergenceGuard
 from .ema import update_ema
-from .export import export_generator
+from .export import staged_dir, write_export, export_generator
 from .loader import BatchStream
 from .logging import RunLog
 from .phase_runner import PhaseRunner
 from .phases import build_phases, lazy_ratio, lr_multiplier, make_optimizer, set_lr
 from .rng import derive_seed, generator, seed_everything
+from . import run_dir as rundir
 from .stats import StatsWindow, is_stateful
 
 _AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,7 +41,8 @@ CHECKPOINT_FORMAT = 2  # 2: terms keyed by origin and name, statistics windows, 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, progress: bool = True,
-                 dist: dist_utils.DistInfo | None = None, device: torch.device | None = None):
+                 dist: dist_utils.DistInfo | None = None, device: torch.device | None = None,
+                 allow_config_change: bool = False):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         if dist is None or device is None:
             dist, device = dist_utils.init_from_env(cfg.train.device)
@@ -76,6 +80,7 @@ class Trainer:
         self.stream = BatchStream(self.dataset, cfg.train.batch_size, cfg.seed, dist.rank, dist.world)
         self.consumers = self._consumers()
         self.runner = PhaseRunner(self)
+        self.guard = DivergenceGuard.from_config(cfg.train)
         self.eval_hook = self._build_eval_hook()
         self._mode_eval = None
 
@@ -83,15 +88,63 @@ class Trainer:
         self.step = 0
         self.resumed_from: Path | None = None
         self.last_ckpt: Path | None = None
+        self.notes: list[str] = []  # what the run directory told us at start (printed by `train`)
+        if dist.is_main:
+            cleaned = rundir.clean_interrupted(self.run_dir)
+            if cleaned:
+                self.notes.append(f"removed {len(cleaned)} leftover(s) of an interrupted write: "
+                                  f"{', '.join(p.name for p in cleaned)}")
         found = load_latest(self.ckpt_dir, map_location=device)
+        changes: dict[str, tuple] = {}
+        allowed: dict[str, tuple] = {}
         if found is not None:
+            changes = rundir.config_changes(found[0].get("config", {}), cfg.to_dict())
+            allowed = rundir.check_resume(self.run_dir, found[1], changes, cfg.to_dict(), allow_config_change)
+            if allowed:
+                self.notes.append(f"config changed with --allow-config-change at step {found[0]['step']}: "
+                                  f"{rundir.describe(allowed)}")
             self._load_state(found[0])
             self.resumed_from = found[1]
         if dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            self._record_start(changes, sorted(allowed))
 
     # ------------------------------------------------------------------------------------------------------ set-up
+    def _record_start(self, changes: dict[str, tuple], allowed: list[str]) -> None:
+        """config.yaml, history.jsonl and what changed since the run's last start (the run's own account)."""
+        run_dir, cfg = self.run_dir, self.cfg
+        run_dir.mkdir(parents=True, exist_ok=True)
+        history = rundir.read_history(run_dir)
+        config_file = run_dir / "config.yaml"
+        if changes and config_file.exists():  # the config the earlier checkpoints were made with stays readable
+            config_file.replace(run_dir / f"config-until-step-{self.step:08d}.yaml")
+        config_file.write_text(cfg.to_yaml())
+        env = rundir.environment(torch.get_num_threads(), self.dist.world, str(self.device))
+        data = _data_fingerprint(self.dataset)
+        warned: list[str] = []
+        if self.resumed_from is not None and history:
+            warned = rundir.environment_warnings(history[-1].get("env", {}), env)
+            before = history[-1].get("data")
+            if before is not None and data is not None and before != data:
+                warned.append(f"data: the dataset changed since this run last trained (fingerprint {before} -> "
+                                  f"{data}: files added, removed or modified); the resumed run sees other images "
+                                  f"than the uninterrupted run would have")
+        bad = getattr(self.dataset, "bad_files", None)
+        if bad:
+            self.dataset.write_bad_files(run_dir / "bad_images.txt")
+            warned.append(f"data: skipped {len(bad)} unreadable image(s), listed in {run_dir / 'bad_images.txt'}")
+        n, B = len(self.dataset), cfg.train.batch_size
+        if B > n:
+            warned.append(f"train.batch_size {B} is larger than the dataset ({n} samples): every batch repeats "
+                              f"samples")
+        record = {"event": "resume" if self.resumed_from is not None else "start", "step": self.step,
+                  "env": env, "data": data, "samples": n}
+        if changes:
+            record["config_changes"] = {k: [a, b] for k, (a, b) in changes.items()}
+            record["allowed_by_flag"] = allowed  # changes to how training computes, accepted by --allow-config-change
+        rundir.append_history(run_dir, record)
+        for message in warned:
+            warnings.warn(message)
+
     def _memory_format(self) -> bool:
         """Put G, D and G_ema in channels-last memory format when configured (None: where the family declares it)."""
         choice = self.cfg.train.channels_last
@@ -101,6 +154,16 @@ class Trainer:
             for net in (self.G, self.D, self.G_ema):
                 net.to(memory_format=torch.channels_last)
         return use
+
+    def _optim_hyperparameters(self) -> None:
+        """Set each Adam's learning rate, betas and eps from the config (with the lazy-phase rescaling)."""
+        o = self.cfg.optim
+        for net, lr in (("G", o.g_lr), ("D", o.d_lr)):
+            ratio = lazy_ratio(self.phases, net)
+            for group in self.opt[net].param_groups:
+                group["base_lr"] = group["lr"] = lr * ratio
+                group["betas"] = (o.betas[0] ** ratio, o.betas[1] ** ratio)
+                group["eps"] = o.eps
 
     def _nets(self) -> dict[str, list[torch.nn.Module]]:
         """What each phase trains: the network plus the terms whose parameters join its optimizer."""
@@ -138,6 +201,7 @@ class Trainer:
             "stats_windows": {key: window.state_dict() for key, _, _, window in self.consumers},
             "rng_torch": torch.get_rng_state(),
             "eval_best": None if self.eval_hook is None else self.eval_hook.best,
+            "guard": self.guard.state_dict(),
             "config": self.cfg.to_dict(),
         }
 
@@ -156,6 +220,7 @@ class Trainer:
             self.G_ema.load_state_dict(s["G_ema"])
             self.opt["G"].load_state_dict(s["opt_G"])
             self.opt["D"].load_state_dict(s["opt_D"])
+            self._optim_hyperparameters()  # the config's lr/betas/eps, not the checkpoint's (they may be changed)
             self.scaler["G"].load_state_dict(s["scaler_G"])
             self.scaler["D"].load_state_dict(s["scaler_D"])
             self.augment.load_state_dict(s["augment"])
@@ -166,6 +231,7 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as e:
             raise GanforgeError(f"{self.ckpt_dir}: the checkpoint does not match this config ({str(e).splitlines()[0]});"
                                 f" use a new --out directory or the config the run was started with") from e
+        self.guard.load_state_dict(s.get("guard", {}))
         torch.set_rng_state(s["rng_torch"].cpu())
         if self.eval_hook is not None:
             self.eval_hook.best = s.get("eval_best")
@@ -289,9 +355,10 @@ class Trainer:
                     results = self.eval_hook(self.G_ema, step)
                     log.scalars(step, results, event="eval")
                     summary.update(results)
-                    if self.eval_hook.is_best(results):  # best/: G_ema export + the full training state
-                        export_generator(self.G_ema, self.run_dir / "best", export_meta(cfg, self.parts, step))
-                        atomic_save(self.state_dict(), self.run_dir / "best" / "checkpoint.pt")
+                    if self.eval_hook.is_best(results):  # best/: G_ema export + the full state, replaced whole
+                        with staged_dir(self.run_dir / "best") as tmp:
+                            write_export(self.G_ema, tmp, export_meta(cfg, self.parts, step))
+                            atomic_save(self.state_dict(), tmp / "checkpoint.pt")
                 if _due(step, t.ckpt_every, last):
                     self.last_ckpt = self.save()
         finally:
@@ -319,15 +386,35 @@ def _due(step: int, every: int, last: bool) -> bool:
     return last or (every > 0 and step % every == 0)
 
 
-def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train (resuming from the latest checkpoint in `run_dir` if any) and return the run summary."""
-    trainer = Trainer(cfg, run_dir, progress=progress)
+def _data_fingerprint(dataset) -> str | None:
     try:
-        if trainer.resumed_from is not None and trainer.dist.is_main:
-            msg = f"resuming from {trainer.resumed_from} (step {trainer.step})"
-            if trainer.step >= cfg.train.steps:
-                msg += f"; already at train.steps={cfg.train.steps}: nothing to train, re-exporting"
-            tqdm.write(msg)
-        return trainer.run()
+        return dataset.fingerprint()
+    except NotImplementedError:
+        return None
+
+
+def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True, allow_config_change: bool = False
+          ) -> dict[str, Any]:
+    """Train (resuming from the latest checkpoint in `run_dir` if any) and return the run summary.
+
+    Resuming with a config that changes how training computes is refused unless `allow_config_change` (the change
+    and its step are recorded in RUN/history.jsonl; the earlier config is kept as config-until-step-N.yaml).
+    """
+    lock = rundir.RunLock(Path(run_dir)).acquire() if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        trainer = Trainer(cfg, run_dir, progress=progress, allow_config_change=allow_config_change)
+        try:
+            if trainer.dist.is_main:
+                for note in trainer.notes:
+                    tqdm.write(note)
+            if trainer.resumed_from is not None and trainer.dist.is_main:
+                msg = f"resuming from {trainer.resumed_from} (step {trainer.step})"
+                if trainer.step >= cfg.train.steps:
+                    msg += f"; already at train.steps={cfg.train.steps}: nothing to train, re-exporting"
+                tqdm.write(msg)
+            return trainer.run()
+        finally:
+            dist_utils.shutdown(trainer.dist)
     finally:
-        dist_utils.shutdown(trainer.dist)
+        if lock is not None:
+            lock.release()
