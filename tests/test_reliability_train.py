@@ -88,12 +88,12 @@ def test_guard_measures_logits_output_ratio_and_spread():
 
 
 def test_guard_verdicts():
-    g = DivergenceGuard(value=100.0, output=10.0, collapse=1e-2, patience=3)
+    g = DivergenceGuard(value=100.0, output=10.0, collapse=1e-2, patience=3 * DivergenceGuard.EVERY)
     assert g.verdict("D", {"d_loss": 5.0}, [1.0, 1.0, 1.0]) is None
     assert "loss d_loss=-500" in g.verdict("D", {"d_loss": -500.0}, None)
     assert "D logits reach 200" in g.verdict("D", {}, [200.0, 1.0, 1.0])
     assert "11x the largest real value" in g.verdict("D", {}, [1.0, 11.0, 1.0])
-    # collapse: only G phases count, only consecutive steps, only after `patience` of them
+    # collapse: only G phases count, only consecutive checks, only after `patience` G steps of them
     assert [g.verdict("G", {}, [1.0, 1.0, 1e-4]) for _ in range(2)] == [None, None]
     assert g.verdict("G", {}, [1.0, 1.0, 0.5]) is None and g.collapsed_for == 0  # recovered: counter reset
     assert g.verdict("D", {}, [1.0, 1.0, 1e-4]) is None and g.collapsed_for == 0
@@ -111,9 +111,9 @@ def test_collapse_of_a_real_generator_is_detected(tmp_path):
     last = [m for m in tr.G.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.weight.zero_()
-    with pytest.raises(DivergenceError, match=r"collapsed to one point.* for 5 G steps"):
+    with pytest.raises(DivergenceError, match=r"collapsed to one point.* for 8 G steps"):
         tr.run()
-    assert tr.step == 4  # raised in the 5th G step (steps 0..4), before it completed
+    assert tr.step == 4  # measured at steps 0 and 4 (every 4th G step): 8 >= 5 G steps, raised in step 4
 
 
 # ------------------------------------------------------------------------------------------ config on resume

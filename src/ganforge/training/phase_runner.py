@@ -89,6 +89,7 @@ class PhaseRunner:
         recorder = StatsRecorder() if listening else None  # statistics only for phases someone listens to
         logged: dict[str, torch.Tensor] = {}
         measured: list[torch.Tensor] = []
+        measure = t.guard.due(phase.net, info.step)
         contributed = 0
         for mb in micro:
             ctx = Context(G=t.G, D=t.D, real=mb["real"], y_real=mb["y_real"], z=mb["z"], y_fake=mb["y_fake"],
@@ -99,7 +100,7 @@ class PhaseRunner:
                 terms = phase.collect(ctx)
             if recorder is not None:
                 _record_d_outputs(ctx, recorder)
-            m = t.guard.measure(ctx)
+            m = t.guard.measure(ctx) if measure else None
             if m is not None:
                 measured.append(m)
             if not terms:
