@@ -98,6 +98,9 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     ({**BASE, "optim": {"eps": 0}}, "optim.eps: expected a number > 0"),
     ({**BASE, "eval": {"metrics": [{"name": "kid", "subsetz": 3}]}}, "eval.metrics.0.subsetz: unknown option"),
     ({**BASE, "plugins": "my_module"}, "plugins: expected a list of module names"),
+    ({**BASE, "train": {"guard_value": -1.0}}, "train.guard_value: expected a bound >= 0 (0: off), got -1.0"),
+    ({**BASE, "train": {"guard_patience": 0}}, "train.guard_patience: expected a positive number of G steps"),
+    ({**BASE, "train": {"threads": -2}}, "train.threads: expected a thread count >= 0"),
 ])
 def test_optimizer_metric_and_plugin_values_are_checked_at_config_time(raw, needle):
     with pytest.raises(GanforgeError) as e:
