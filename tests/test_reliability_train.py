@@ -248,6 +248,17 @@ def test_export_follows_the_umask(tmp_path):
         os.umask(old)
 
 
+def test_cached_digits_classifier_follows_the_umask(tmp_path):
+    from ganforge.data.digits_classifier import classifier_path, load_digits_classifier
+
+    old = os.umask(0o027)
+    try:
+        load_digits_classifier(cache_dir=str(tmp_path))
+        assert classifier_path(str(tmp_path)).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
 # ------------------------------------------------------------------------------------------------------- lock
 def test_second_trainer_in_the_same_run_dir_is_refused(tmp_path):
     run = tmp_path / "run"

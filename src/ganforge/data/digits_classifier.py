@@ -167,7 +167,7 @@ def load_digits_classifier(cache_dir: str | None = None) -> DigitsClassifier:
     Args:
         cache_dir: directory for the weights file; None uses the ganforge cache ($GANFORGE_CACHE).
     """
-    from safetensors.torch import save_file
+    from ..fileio import save_safetensors
 
     path = classifier_path(cache_dir)
     model = _load_cached(path)
@@ -177,10 +177,8 @@ def load_digits_classifier(cache_dir: str | None = None) -> DigitsClassifier:
             raise RuntimeError(f"digits classifier reached only {model.heldout_accuracy:.4f} held-out accuracy "
                                f"(< {MIN_ACCURACY}); this is a bug")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".part{os.getpid()}")
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp), metadata={"version": str(CLASSIFIER_VERSION),
-                                             "heldout_accuracy": repr(model.heldout_accuracy)})
-        os.replace(tmp, path)  # atomic: a reader never sees a half-written file
+        save_safetensors(state, path, metadata={"version": str(CLASSIFIER_VERSION),  # atomic, umask permissions
+                                                "heldout_accuracy": repr(model.heldout_accuracy)})
     model.eval().requires_grad_(False)
     return model
