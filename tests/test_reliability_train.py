@@ -272,6 +272,17 @@ def test_second_trainer_in_the_same_run_dir_is_refused(tmp_path):
         lock.release()
 
 
+def test_training_into_a_folder_of_other_files_is_refused(tmp_path):
+    mine = tmp_path / "experiment"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my notes\n")
+    cfg = write_config(tmp_path, raw_of())
+    line = one_error_line(cli("train", str(cfg), "--out", str(mine), "--no-progress"))
+    assert "not a ganforge run directory and not empty (config.yaml)" in line
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml"]
+    assert (mine / "config.yaml").read_text() == "my notes\n"
+
+
 # ----------------------------------------------------------------------------------------------------- data
 def test_batch_larger_than_the_dataset_is_warned(tmp_path):
     with pytest.warns(UserWarning, match=r"train.batch_size 64 is larger than the dataset \(40 samples\)"):

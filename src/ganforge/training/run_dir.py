@@ -65,6 +65,23 @@ class RunLock:
             self._fd = None
 
 
+# ------------------------------------------------------------------------------------------- what may be a run
+_RUN_MARKS = (HISTORY, "checkpoints", "metrics.jsonl")  # what a ganforge run directory holds from its first start
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A run directory is new, empty, or one ganforge made: training into a folder of other files would overwrite
+    them (config.yaml, summary.json, export/) and mix its outputs with the user's."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any((run_dir / m).exists() for m in _RUN_MARKS):
+        return
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in (".lock", ".ganforge-write-test"))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise GanforgeError(f"{run_dir}: not a ganforge run directory and not empty ({shown}); train into a new or "
+                            f"empty --out so nothing in it is overwritten")
+
+
 # ---------------------------------------------------------------------------------------------------- cleanup
 def clean_interrupted(run_dir: Path) -> list[Path]:
     """Remove (or, for a directory caught between renames, restore) what killed writes left; return what went."""

@@ -400,7 +400,10 @@ def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True, allow_conf
     Resuming with a config that changes how training computes is refused unless `allow_config_change` (the change
     and its step are recorded in RUN/history.jsonl; the earlier config is kept as config-until-step-N.yaml).
     """
-    lock = rundir.RunLock(Path(run_dir)).acquire() if int(os.environ.get("RANK", "0")) == 0 else None
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        rundir.check_run_dir(Path(run_dir))
+    lock = rundir.RunLock(Path(run_dir)).acquire() if main else None
     try:
         trainer = Trainer(cfg, run_dir, progress=progress, allow_config_change=allow_config_change)
         try:
