@@ -10,6 +10,7 @@ import ganforge
 from ganforge.cli.main import main
 from ganforge.data.mixture2d import ring_centers
 from ganforge.errors import GanforgeError
+from ganforge.registries import DATASETS
 
 
 class OnModes(nn.Module):
@@ -59,4 +60,6 @@ def test_cli_eval_modes_on_a_trained_points_run(tmp_path, capsys):
     assert {"modes", "hq_frac", "kl"} <= set(res) and res["protocol"]["backbone"] is None
     G = ganforge.load_generator(tmp_path / "run")
     again = ganforge.evaluate(G, "ring8", metrics=["modes"], n=None, progress=False)
-    assert again == {k: res[k] for k in ("modes", "hq_frac", "kl")}
+    # n: the samples the modes protocol draws (the dataset's mode_samples, whatever --n says); no reference features
+    assert again == {k: res[k] for k in ("modes", "hq_frac", "kl", "n")} and "n_ref" not in res
+    assert res["n"] == DATASETS.build("ring8", {}, split="train", cache_dir=None).mode_samples

@@ -121,8 +121,9 @@ def test_best_export_survives_a_resume(tmp_path):
 def test_json_has_exactly_the_requested_result_names(eval_run, tmp_path, metrics, keys):
     result = _cli_json(tmp_path, eval_run, "--ref", "digits", "--metrics", metrics, "--backbone",
                        "digits-classifier", "--n", N)
-    assert set(result) == keys | {"protocol"}
+    assert set(result) == keys | {"protocol", "n", "n_ref"}  # + the sample counts actually used
     assert all(isinstance(result[k], float) and np.isfinite(result[k]) for k in keys)
+    assert (result["n"], result["n_ref"]) == (N, len(DATASETS.build("digits", {}, split="train", cache_dir=None)))
     assert result["protocol"]["metrics"] == metrics.split(",")
 
 
@@ -204,8 +205,10 @@ def test_fewer_reference_images_than_requested_warns(tmp_path, digits_test_image
     folder.mkdir()
     for i in range(10):
         Image.fromarray(digits_test_images[i, 0].numpy()).save(folder / f"{i}.png")
-    with pytest.warns(UserWarning, match="50 images requested but only 10 exist; using all 10"):
-        Evaluator(folder, ["kid"], backbone="digits-classifier", n_ref=50, progress=False)
+    with pytest.warns(UserWarning, match=r": 10 images, fewer than the 50 requested by n_ref \(--n-ref\); "
+                                         r"evaluated on 10$"):
+        ev = Evaluator(folder, ["kid"], backbone="digits-classifier", n_ref=50, progress=False)
+    assert ev.real.n == 10
 
 
 class _ReplayGenerator(Generator):

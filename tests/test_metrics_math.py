@@ -167,10 +167,11 @@ def test_fid_metric_matches_frechet_distance_and_warns_when_rank_deficient() -> 
     fake, real = Features(n=100, stats=RunningStats().update(x)), Features(n=120, stats=RunningStats().update(y))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # N > dim: no warning
+        FID().check_samples(fake, real)
         out = FID().compute(fake, real)
     assert out == {"fid": pytest.approx(_fid_nuclear(x.numpy(), y.numpy()), rel=1e-9)}
     small = Features(n=5, stats=RunningStats().update(x[:5]))
-    with pytest.warns(UserWarning, match="generated set has 5 samples < 8 feature dims"):
-        FID().compute(small, real)
+    with pytest.warns(UserWarning, match="metric fid: n=5 source samples, fewer than the 8 it needs: .*rank-deficient"):
+        FID().check_samples(small, real)  # the Evaluator's check before compute
     with pytest.raises(GanforgeError, match="reference features lack 'stats'"):
         FID().compute(fake, Features(n=120))

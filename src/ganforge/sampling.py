@@ -1,39 +1,78 @@
-"""Drawing samples from a generator in batches, reproducibly from a seed."""
+"""Drawing samples from a generator in batches, reproducibly from a seed.
+
+Arguments are checked here, before any sample is drawn, with one-line errors naming them (`n`, `seed`, `batch_size`,
+`labels`, `truncation`), since the API's `generate(G, n)` is where a user's values enter.
+"""
 from __future__ import annotations
 
 from typing import Iterator
 
 import torch
 
+from .checks import check_int, describe, is_int
+from .errors import GanforgeError
 from .training.rng import generator
+
+
+def check_labels(G: torch.nn.Module, n: int, labels: int | torch.Tensor | None) -> torch.Tensor | None:
+    """`labels` as n int64 class labels in [0, K-1] (None: none given), or a one-line error."""
+    k = getattr(G, "num_classes", 0) or 0
+    if labels is None:
+        return None
+    if k <= 0:
+        raise GanforgeError(f"labels: this generator is unconditional (num_classes=0); pass labels=None, got "
+                            f"{describe(labels)}")
+    if is_int(labels):
+        if not 0 <= labels < k:
+            raise GanforgeError(f"labels: class labels must lie in [0, {k - 1}], got {labels}")
+        return torch.full((n,), int(labels), dtype=torch.long)
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex() \
+            or labels.dtype == torch.bool:
+        raise GanforgeError(f"labels: expected an int or an integer tensor of class labels in [0, {k - 1}], got "
+                            f"{describe(labels)}")
+    if tuple(labels.shape) != (n,):
+        raise GanforgeError(f"labels: expected one label per sample, shape ({n},), got {tuple(labels.shape)}")
+    y = labels.long().cpu()
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= k:
+        raise GanforgeError(f"labels: class labels must lie in [0, {k - 1}], got values in [{lo}, {hi}]")
+    return y
 
 
 def latents(G: torch.nn.Module, n: int, seed: int, labels: int | torch.Tensor | None = None,
             truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n latents (and labels, for conditional G) from `seed`; `labels` an int fixes the class."""
+    n = check_int(n, "n", minimum=1)
+    seed = check_int(seed, "seed")
+    y = check_labels(G, n, labels)
     gen = generator(seed, "sample")
     z = G.sample_z(n, generator=gen, truncation=truncation)
     if G.num_classes <= 0:
         return z, None
-    if labels is None:
+    if y is None:
         y = torch.randint(0, G.num_classes, (n,), generator=gen)
-    elif isinstance(labels, int):
-        y = torch.full((n,), labels, dtype=torch.long)
-    else:
-        y = labels.long()
-    if int(y.min()) < 0 or int(y.max()) >= G.num_classes:
-        raise ValueError(f"class labels must lie in [0, {G.num_classes - 1}]")
     return z, y
 
 
-@torch.no_grad()
 def generate_batches(G: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 256,
                      labels: int | torch.Tensor | None = None, truncation: float | None = None,
                      device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield (model-space samples on CPU, labels) batches; samples depend only on (seed, index), not batch size."""
-    device = device or next(G.parameters()).device
+    """Yield (model-space samples on CPU, labels) batches; samples depend only on (seed, index), not batch size.
+
+    The arguments are checked (and the latents drawn) when this is called, not at the first batch.
+    """
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if device is None:
+        param = next(iter(G.parameters()), None)
+        device = param.device if param is not None else "cpu"
     z, y = latents(G, n, seed, labels, truncation)
-    for i in range(0, n, batch_size):
+    return _batches(G, z, y, batch_size, device)
+
+
+@torch.no_grad()
+def _batches(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None, batch_size: int,
+             device: torch.device | str) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    for i in range(0, len(z), batch_size):
         yb = None if y is None else y[i: i + batch_size]
         x = G(z[i: i + batch_size].to(device), None if yb is None else yb.to(device))
         yield x.float().cpu(), yb

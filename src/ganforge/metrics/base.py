@@ -33,14 +33,29 @@ class Features:
 
 
 class Metric:
-    """Base class: `compute(fake, real)` returns named floats (keys listed in `keys`)."""
+    """Base class: `compute(fake, real)` returns named floats (keys listed in `keys`).
 
+    Each metric also declares how many samples per set it needs (`check_samples`, run by the Evaluator before
+    `compute`): below `min_defined` it is mathematically undefined (a GanforgeError); below `min_samples` its value
+    means little (a one-line warning naming the metric, the N used and what it needs, with `min_samples_reason`).
+    Metrics whose floors depend on their options or on the features (FID: the feature dimension) override
+    `defined_floor` / `sample_floor`.
+    """
+
+    # Registered name, used in messages (the class name when unset).
+    name: str = ""
     # What extraction must keep for the generated set (a subset of NEEDS).
     needs: frozenset[str] = frozenset()
     # Whether `compute` needs a reference (real) set at all.
     needs_reference: bool = True
     # Output keys of `compute`.
     keys: tuple[str, ...] = ()
+    # Fewest samples per set at which the metric is defined at all, and why.
+    min_defined: int = 1
+    min_defined_reason: str = "it needs at least one sample"
+    # Fewest samples per set at which its value means anything, and why.
+    min_samples: int = 1
+    min_samples_reason: str = ""
 
     @property
     def reference_needs(self) -> frozenset[str]:
@@ -50,8 +65,44 @@ class Metric:
     def compute(self, fake: Features, real: Features | None) -> dict[str, float]:
         raise NotImplementedError
 
+    def defined_floor(self, features: Features) -> tuple[int, str]:
+        """(fewest samples for which the metric is defined, why) for this set and these options."""
+        return self.min_defined, self.min_defined_reason
+
+    def sample_floor(self, features: Features) -> tuple[int, str]:
+        """(fewest samples for a meaningful value, why) for this set and these options."""
+        return self.min_samples, self.min_samples_reason
+
+    def check_samples(self, fake: Features, real: Features | None) -> None:
+        """Raise when a set is too small for the metric to be defined; warn when too small for it to mean much."""
+        label = self.name or type(self).__name__
+        sets = [("n", "source", fake)]
+        if self.needs_reference and real is not None:
+            sets.append(("n_ref", "reference", real))
+        for key, which, features in sets:
+            need, why = self.defined_floor(features)
+            if features.n < need:
+                raise GanforgeError(f"metric {label}: undefined with {key}={features.n} {which} samples; needs at "
+                                    f"least {need} ({why})")
+            floor, why = self.sample_floor(features)
+            if features.n < floor:
+                warnings.warn(f"metric {label}: {key}={features.n} {which} samples, fewer than the {floor} it needs: "
+                              f"{why}", stacklevel=3)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def feature_dim(features: Features) -> int | None:
+    """The feature dimension of a set, from whatever extraction kept (None when it kept no features)."""
+    if features.stats is not None and features.stats.num_features:
+        return int(features.stats.num_features)
+    if features.pool is not None and features.pool.ndim == 2:
+        return int(features.pool.shape[1])
+    for st in (features.class_stats or {}).values():
+        if st.num_features:
+            return int(st.num_features)
+    return None
 
 
 def require(features: Features | None, field: str, metric: str, which: str) -> object:
@@ -66,16 +117,6 @@ def require(features: Features | None, field: str, metric: str, which: str) -> o
 
 def check_positive(value: int, key: str, minimum: int = 1) -> int:
     """Validate an integer option (`key` names it, e.g. 'kid.subsets')."""
-    if value < minimum:
-        raise GanforgeError(f"{key}: expected an integer >= {minimum}, got {value}")
-    return value
+    from ..checks import check_int
 
-
-def warn_rank_deficient(metric: str, which: str, n: int, dim: int) -> None:
-    """One-line warning: fewer samples than feature dims makes the covariance singular and the metric biased."""
-    if n < dim:
-        warnings.warn(
-            f"metric {metric}: {which} set has {n} samples < {dim} feature dims; its covariance is rank-deficient "
-            f"and the value is strongly biased (use more samples)",
-            stacklevel=3,
-        )
+    return check_int(value, key, minimum)

@@ -4,6 +4,8 @@ A cache entry is a safetensors file named by the hash of its key — dataset fin
 weights sha256, resize mode), N and what was kept — with the key stored in its metadata. A file whose metadata does
 not match (stale) or that cannot be read (corrupt, torn) is rebuilt. The same format is what `--save-ref` writes
 and what `--ref FILE.safetensors` reads; `.npz` files with `mu`/`sigma` (pytorch-fid / clean-fid) are read too.
+Files are written through `fileio.save_safetensors`: atomically, and with the umask's permissions (safetensors alone
+creates them 0600).
 """
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ..download import cache_dir
 from ..errors import GanforgeError
+from ..fileio import save_safetensors
 from .base import Features
 from .extract import extract_features
 from .sources import ImageSource
@@ -40,7 +42,7 @@ def cache_path(key: dict) -> Path:
 
 
 def save_features(features: Features, path: str | os.PathLike, key: dict | None = None) -> Path:
-    """Write features atomically as safetensors with the key (and n) in the metadata."""
+    """Write features atomically as safetensors with the key (and n) in the metadata, with umask permissions."""
     tensors: dict[str, torch.Tensor] = {}
     if features.stats is not None:
         tensors.update({f"stats.{k}": v for k, v in features.stats.state_dict().items()})
@@ -52,11 +54,8 @@ def save_features(features: Features, path: str | os.PathLike, key: dict | None 
         tensors.update({f"class.{label}.{k}": v for k, v in st.state_dict().items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     meta = {"format": FORMAT, "n": str(features.n), "key": json.dumps(key or {}, sort_keys=True)}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return save_safetensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata=meta)
 
 
 def load_features(path: str | os.PathLike) -> tuple[Features, dict]:

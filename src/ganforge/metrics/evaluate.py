@@ -1,10 +1,17 @@
-"""`ganforge.evaluate`: one protocol for every metric, used by the API, the CLI and the training hook alike."""
+"""`ganforge.evaluate`: one protocol for every metric, used by the API, the CLI and the training hook alike.
+
+Results are the metrics' named floats plus the sample counts actually used: `n` (source) and `n_ref` (reference;
+absent without reference features). Counts are reported because a fixed image set smaller than the n requested is
+evaluated on all it has (with a warning), and because every metric is biased or undefined below some N: each metric's
+`check_samples` warns below its `min_samples` and raises below its `min_defined` (see metrics/base.py).
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence, Union
 
 import torch
 
+from ..checks import check_device, check_int
 from ..errors import GanforgeError
 from ..registries import BACKBONES, METRICS, load_all
 from .base import Features, Metric
@@ -14,6 +21,8 @@ from .sources import ImageSource, resolve, resolve_dataset, resolve_generator
 
 # metrics where a larger value is better (for keeping the best checkpoint)
 HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "density", "coverage"})
+# result keys that are sample counts, not metric values (never a best-checkpoint criterion)
+COUNT_KEYS = ("n", "n_ref")
 
 
 def build_backbone(name: str = "inception-fid", weights: str | None = None, device: str | torch.device = "cpu",
@@ -82,6 +91,10 @@ class Evaluator:
                  "inception-fid", weights: str | None = None, resize: str | None = None, n_ref: int | None = None,
                  batch_size: int = 100, device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
                  use_cache: bool = True):
+        n_ref = check_int(n_ref, "n_ref", minimum=1, allow_none=True)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        seed = check_int(seed, "seed")
+        check_device(device, "device")
         chosen = build_metrics(metrics)
         # metrics on generated samples themselves (mode coverage) need no backbone and a reference *dataset*
         self.sample_metrics = [m for m in chosen if getattr(m, "on_samples", False)]
@@ -128,22 +141,34 @@ class Evaluator:
             return src
         return extract_features(src, self.backbone, self.fake_needs, self.batch_size, self.progress)
 
-    def __call__(self, source: Any, n: int | None = None) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def __call__(self, source: Any, n: int | None = None) -> dict[str, float | int]:
+        """Metric values, then `n` (source samples used) and `n_ref` (reference samples used, when there is one).
+
+        With only sample metrics (modes), `n` is the count their protocol draws (the dataset's `mode_samples`).
+        """
+        n = check_int(n, "n", minimum=1, allow_none=True)
+        out: dict[str, float | int] = {}
+        counts: dict[str, int] = {}
         if self.sample_metrics:
             G = resolve_generator(source, self.device, "source")
             for m in self.sample_metrics:
                 out.update(m.compute_samples(G, self.mode_dataset, self.seed, self.device))
+            counts["n"] = int(self.mode_dataset.mode_samples)
         if self.metrics:
-            out.update(self._feature_metrics(source, n))
-        return out
+            fake = self.features(source, n)
+            out.update(self._feature_metrics(fake))
+            counts["n"] = fake.n
+            if self.real is not None:
+                counts["n_ref"] = self.real.n
+        return {**out, **counts}
 
-    def _feature_metrics(self, source: Any, n: int | None) -> dict[str, float]:
-        fake = self.features(source, n)
+    def _feature_metrics(self, fake: Features) -> dict[str, float]:
         if self.real is not None and fake.stats is not None and self.real.stats is not None:
             if fake.stats.num_features != self.real.stats.num_features:
                 raise GanforgeError(f"feature dimensions differ: source {fake.stats.num_features}, reference "
                                     f"{self.real.stats.num_features} (same backbone for both?)")
+        for m in self.metrics:  # all checked first: an undefined metric fails before any is computed
+            m.check_samples(fake, self.real)
         out: dict[str, float] = {}
         for m in self.metrics:
             out.update({k: float(v) for k, v in m.compute(fake, self.real).items()})
@@ -151,10 +176,10 @@ class Evaluator:
 
 
 def evaluate(source: Any, reference: Any = None, metrics: Sequence[MetricSpec] | str = ("fid",),
-             backbone: str | torch.nn.Module = "inception-fid", n: int | None = 50000, weights: str | None = None,
+             backbone: str | torch.nn.Module = "inception-fid", n: int | None = None, weights: str | None = None,
              resize: str | None = None, n_ref: int | None = None, batch_size: int = 100,
              device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-             use_cache: bool = True) -> dict[str, float]:
+             use_cache: bool = True) -> dict[str, float | int]:
     """Evaluate `source` against `reference`.
 
     Args:
@@ -164,15 +189,23 @@ def evaluate(source: Any, reference: Any = None, metrics: Sequence[MetricSpec] |
         metrics: registered metric names (`ganforge list metrics`): fid, kid, is, prdc, ifid, fid_inf, ..., each
             optionally with options: "kid:subsets=50" or {"name": "kid", "subsets": 50}; a string may list several.
         backbone: registered backbone name or a Backbone instance; `weights` a local weights file.
-        n: images to generate from a generator (or to take from a fixed set); n_ref: reference images (None: all).
+        n: images to generate from a generator (None: 50000) or to take from a fixed set (None: all); n_ref:
+            reference images (None: all).
         resize: resize protocol (tf-bilinear, clean, torch-bilinear); None keeps the backbone's default.
         seed: latent/label seed for generated images and subset seed for image sets.
     Returns:
-        {"fid": ..., "kid": ..., "kid_std": ..., "is": ..., "is_std": ..., "precision": ..., ...}
+        {"fid": ..., "kid": ..., "kid_std": ..., "is": ..., "is_std": ..., "precision": ..., ...,
+         "n": source samples used, "n_ref": reference samples used (absent without a reference)}.
+        A fixed image set with fewer images than n (n_ref) is evaluated on all it has, with a warning; a metric warns
+        when N is below what it needs to mean much, and raises a GanforgeError when it is undefined at that N.
+    Raises:
+        GanforgeError: for arguments of the wrong type or range (n, n_ref, batch_size: integers >= 1; seed: an
+        integer; device: an available torch device), naming the argument.
     """
+    check_int(n, "n", minimum=1, allow_none=True)  # before the reference is extracted
     ev = Evaluator(reference, metrics, backbone, weights, resize, n_ref, batch_size, device, seed, progress, use_cache)
     return ev(source, n)
 
 
 __all__ = ["evaluate", "Evaluator", "build_backbone", "build_metrics", "parse_metrics", "metric_name",
-           "HIGHER_IS_BETTER", "ImageSource"]
+           "HIGHER_IS_BETTER", "COUNT_KEYS", "ImageSource"]

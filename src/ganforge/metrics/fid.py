@@ -23,7 +23,7 @@ from scipy.linalg import blas
 
 from ..errors import GanforgeError
 from ..registries import METRICS
-from .base import Features, Metric, require, warn_rank_deficient
+from .base import Features, Metric, feature_dim, require
 from .stats import RunningStats
 
 
@@ -127,13 +127,21 @@ def fid_from_stats(a: RunningStats, b: RunningStats) -> float:
 class FID(Metric):
     """Frechet Inception Distance: Frechet distance of Gaussian fits to pool features (Heusel et al., 2017)."""
 
+    name = "fid"
     needs = frozenset({"stats"})
     keys = ("fid",)
+    min_defined = 2
+    min_defined_reason = "a covariance needs at least 2 samples"
+    # The feature dimension (2048 for Inception; `sample_floor` reads the actual one from the features).
+    min_samples = 2048
+    min_samples_reason = ("below the feature dimension the covariance is rank-deficient and FID strongly biased "
+                          "(FID is biased at any N: compare values only at equal N)")
+
+    def sample_floor(self, features: Features) -> tuple[int, str]:
+        return feature_dim(features) or self.min_samples, self.min_samples_reason
 
     def compute(self, fake: Features, real: Features | None) -> dict[str, float]:
         s_fake = require(fake, "stats", "fid", "generated")
         s_real = require(real, "stats", "fid", "reference")
         assert isinstance(s_fake, RunningStats) and isinstance(s_real, RunningStats)
-        for which, s in (("generated", s_fake), ("reference", s_real)):
-            warn_rank_deficient("fid", which, s.n, s.num_features or 0)
         return {"fid": fid_from_stats(s_fake, s_real)}

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import GanforgeError
 from ..registries import METRICS
-from .base import Features, Metric, check_positive, require
+from .base import Features, Metric, check_positive, feature_dim, require
 from .fid import fid_from_stats
 from .stats import RunningStats
 
@@ -50,7 +50,7 @@ def fid_infinity(
     """
     n = pool.shape[0]
     ns = sample_counts(n, points, min_n)
-    if ns[0] < pool.shape[1]:
+    if ns[0] < pool.shape[1] <= n:  # (n itself below the dimension: the metric's check_samples warned)
         warnings.warn(
             f"metric fid_inf: smallest subset has {ns[0]} samples < {pool.shape[1]} feature dims; the 1/N fit "
             f"includes rank-deficient covariances (use more samples or a larger min_n)",
@@ -72,8 +72,23 @@ def fid_infinity(
 class FIDInfinity(Metric):
     """FID-infinity: FID at several sample counts extrapolated linearly in 1/N to 1/N = 0 (Chong & Forsyth 2020)."""
 
+    name = "fid_inf"
     needs = frozenset({"pool"})
     keys = ("fid_inf",)
+    min_defined = 4
+    min_defined_reason = "the 1/N fit needs 2 distinct subset sizes of >= 2 samples"
+    # The feature dimension (2048 for Inception), read from the features by `sample_floor`.
+    min_samples = 2048
+    min_samples_reason = ("every subset's covariance is rank-deficient, so the 1/N fit extrapolates strongly biased "
+                          "FIDs")
+
+    def defined_floor(self, features: Features) -> tuple[int, str]:
+        if features.pool is None:  # the reference: only its statistics are used, as FID's
+            return 2, "a covariance needs at least 2 samples"
+        return self.min_defined, self.min_defined_reason
+
+    def sample_floor(self, features: Features) -> tuple[int, str]:
+        return feature_dim(features) or self.min_samples, self.min_samples_reason
 
     def __init__(self, points: int = 15, min_n: int = 5000, seed: int = 0) -> None:
         self.points = check_positive(points, "fid_inf.points", minimum=2)

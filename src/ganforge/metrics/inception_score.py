@@ -51,13 +51,28 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
 class InceptionScore(Metric):
     """Inception Score: exp of the mean KL between per-image and marginal class posteriors (Salimans et al., 2016)."""
 
+    name = "is"
     needs = frozenset({"logits"})
     needs_reference = False
     keys = ("is", "is_std")
+    # `splits` images (one per split) to be defined; splits x K (the classifier's classes: 10 x 1008 for Inception)
+    # to mean much: a split's score exp(I(x; y)) is at most its number of images, so smaller splits cap IS below K.
+    min_defined = 10
+    min_defined_reason = "one image per split"
+    min_samples = 10080
+    min_samples_reason = "a split's IS is at most its image count"
 
     def __init__(self, splits: int = 10, seed: int = 0) -> None:
         self.splits = check_positive(splits, "is.splits")
         self.seed = seed
+
+    def defined_floor(self, features: Features) -> tuple[int, str]:
+        return self.splits, f"one image per split, is.splits={self.splits}"
+
+    def sample_floor(self, features: Features) -> tuple[int, str]:
+        k = features.logits.shape[1] if features.logits is not None and features.logits.ndim == 2 else 1008
+        return self.splits * k, (f"a split's IS is at most its image count, so each of the {self.splits} splits "
+                                 f"needs >= {k} images (one per class)")
 
     def compute(self, fake: Features, real: Features | None = None) -> dict[str, float]:
         logits = require(fake, "logits", "is", "generated")

@@ -62,13 +62,24 @@ def kernel_inception_distance(
 class KID(Metric):
     """Kernel Inception Distance: unbiased polynomial-kernel MMD^2 over random subsets (Binkowski et al., 2018)."""
 
+    name = "kid"
     needs = frozenset({"pool"})
     keys = ("kid", "kid_std")
+    min_defined = 2
+    min_defined_reason = "the unbiased MMD estimate needs 2 samples per set"
+    # `subset_size` (default 1000): `sample_floor` reads the option.
+    min_samples = 1000
+    min_samples_reason = "subsets shrink to the whole set"
 
     def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> None:
         self.subsets = check_positive(subsets, "kid.subsets")
         self.subset_size = check_positive(subset_size, "kid.subset_size", minimum=2)
         self.seed = seed
+
+    def sample_floor(self, features: Features) -> tuple[int, str]:
+        return self.subset_size, (f"subsets of subset_size={self.subset_size} shrink to the whole set, so kid is "
+                                  f"noisy and kid_std understates it (use more samples or a smaller "
+                                  f"kid:subset_size)")
 
     def compute(self, fake: Features, real: Features | None) -> dict[str, float]:
         x = require(fake, "pool", "kid", "generated")

@@ -3,6 +3,8 @@
 Unlike feature metrics, it works on generated samples themselves: the reference must be a dataset that defines
 `mode_metrics` (ring8, grid25: modes captured / high-quality fraction / reverse KL; stacked-digits: modes hit / KL to
 uniform through the bundled digit classifier), and it draws `dataset.mode_samples` samples from the generator.
+That count is the protocol's, whatever `n` / `--n` says (the result's `n` reports it), so it needs no sample-count
+check.
 """
 from __future__ import annotations
 

@@ -64,8 +64,14 @@ def _subsample(x: torch.Tensor, max_samples: int | None, gen: torch.Generator) -
 class PRDC(Metric):
     """Precision/recall (Kynkaanniemi 2019) and density/coverage (Naeem 2020) from k-NN balls on pool features."""
 
+    name = "prdc"
     needs = frozenset({"pool"})
     keys = ("precision", "recall", "density", "coverage")
+    # max(k_pr, k_dc) + 1 (default 6): a sample's k-th nearest neighbour, itself excluded, must exist.
+    min_defined = 6
+    min_defined_reason = "k-NN radii need more than k samples"
+    min_samples = 6
+    min_samples_reason = min_defined_reason
 
     def __init__(
         self, k_pr: int = 3, k_dc: int = 5, max_samples: int | None = None, seed: int = 0, chunk_size: int = 1024
@@ -75,6 +81,13 @@ class PRDC(Metric):
         self.max_samples = None if max_samples is None else check_positive(max_samples, "prdc.max_samples", 2)
         self.seed = seed
         self.chunk_size = check_positive(chunk_size, "prdc.chunk_size")
+
+    def defined_floor(self, features: Features) -> tuple[int, str]:
+        k = max(self.k_pr, self.k_dc)
+        return k + 1, f"k-NN radii with k = max(k_pr, k_dc) = {k} need more than k samples"
+
+    def sample_floor(self, features: Features) -> tuple[int, str]:
+        return self.defined_floor(features)
 
     def compute(self, fake: Features, real: Features | None) -> dict[str, float]:
         x_fake = require(fake, "pool", "prdc", "generated")

@@ -2,6 +2,8 @@
 
 Every source yields uint8 (B, C, H, W) batches (generated images are quantized with rounding first) and says how many
 images it has and, for fixed image sets, a fingerprint that keys the feature cache (generators are never cached).
+A fixed image set (dataset, folder, tensor) gives the first n images of a seeded permutation; when it holds fewer than
+the n requested, all of them are used and a one-line warning says so (the result's `n` / `n_ref` report the count).
 """
 from __future__ import annotations
 
@@ -51,19 +53,30 @@ def from_generator(G: nn.Module, n: int, seed: int = 0, device: torch.device | s
     return ImageSource(description, n, None, batches, has_labels=G.num_classes > 0)
 
 
-def from_dataset(ds: Dataset, n: int | None, seed: int = 0, description: str = "dataset") -> ImageSource:
+def count_flag(role: str) -> str:
+    """How the user set the image count of this role: 'n (--n)' or 'n_ref (--n-ref)'."""
+    return "n_ref (--n-ref)" if role == "reference" else "n (--n)"
+
+
+def _subset(total: int, n: int | None, seed: int, description: str, flag: str) -> tuple[torch.Tensor, int]:
+    """Indices of the first n of a seeded permutation (all, in order, when n is None or >= total), and their count."""
+    if n is not None and n > total:
+        warnings.warn(f"{description}: {total} images, fewer than the {n} requested by {flag}; evaluated on {total}",
+                      stacklevel=3)
+    if n is None or n >= total:
+        return torch.arange(total), total
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n], n
+
+
+def from_dataset(ds: Dataset, n: int | None, seed: int = 0, description: str = "dataset",
+                 flag: str = "n (--n)") -> ImageSource:
     """The first n images of a seeded permutation of `ds` (all of them, in order, when n is None or >= len)."""
     total = len(ds)
     if total == 0:
         raise GanforgeError(f"{description}: no images")
     if len(ds.info.shape) != 3:
         raise GanforgeError(f"{description}: holds points, not images; image metrics need images")
-    if n is not None and n > total:
-        warnings.warn(f"{description}: {n} images requested but only {total} exist; using all {total}", stacklevel=2)
-    if n is None or n >= total:
-        idx, n = torch.arange(total), total
-    else:
-        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    idx, n = _subset(total, n, seed, description, flag)
 
     def batches(batch_size: int) -> Batches:
         for i in range(0, n, batch_size):
@@ -74,10 +87,17 @@ def from_dataset(ds: Dataset, n: int | None, seed: int = 0, description: str = "
     return ImageSource(description, n, fp, batches, has_labels=ds.info.num_classes > 1)
 
 
-def from_tensor(images: torch.Tensor, labels: torch.Tensor | None = None, description: str = "images") -> ImageSource:
+def from_tensor(images: torch.Tensor, labels: torch.Tensor | None = None, description: str = "images",
+                n: int | None = None, seed: int = 0, flag: str = "n (--n)") -> ImageSource:
+    """The first n images of a seeded permutation of a uint8 tensor (N, C, H, W), as for a dataset."""
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise GanforgeError(f"{description}: expected a uint8 tensor (N, C, H, W), got {images.dtype} "
                             f"{tuple(images.shape)}")
+    if len(images) == 0:
+        raise GanforgeError(f"{description}: no images")
+    idx, count = _subset(len(images), n, seed, description, flag)
+    if count < len(images):
+        images, labels = images[idx], None if labels is None else labels[idx]
 
     def batches(batch_size: int) -> Batches:
         for i in range(0, len(images), batch_size):
@@ -98,9 +118,9 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
     if isinstance(spec, nn.Module):
         return from_generator(spec, _need_n(n, role), seed, device, description=f"{role} generator")
     if isinstance(spec, torch.Tensor):
-        return from_tensor(spec, description=role)
+        return from_tensor(spec, description=f"{role} tensor", n=n, seed=seed, flag=count_flag(role))
     if isinstance(spec, _Dataset):
-        return from_dataset(spec, n, seed, description=f"{role} dataset")
+        return from_dataset(spec, n, seed, description=f"{role} dataset", flag=count_flag(role))
     if not isinstance(spec, (str, Path)):
         raise GanforgeError(f"{role}: cannot evaluate a {type(spec).__name__}")
     text = str(spec)
@@ -123,17 +143,22 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
             # a run dir without export/ would otherwise be read as an image folder of its sample grids
             raise GanforgeError(f"{role} {path}: a run directory without export/ (unfinished run?); finish or "
                                 f"re-run `ganforge train` with this --out to export the generator")
-        return from_dataset(_folder(path), n, seed, description=f"{role} folder {path}")
+        return from_dataset(_folder(path), n, seed, description=f"{role} folder {path}", flag=count_flag(role))
     if path.exists() and path.suffix not in (".yaml", ".yml"):  # a config file names its dataset
         raise GanforgeError(f"{role} {path}: expected a run/export directory, an image folder, a config file or a "
                             f"stats file (.npz / .safetensors)")
-    return from_dataset(_named_dataset(text, role), n, seed, description=f"{role} {text}")
+    return from_dataset(_named_dataset(text, role), n, seed, description=f"{role} {text}", flag=count_flag(role))
+
+
+DEFAULT_GENERATED = 50000  # images generated when no count is given (the FID protocol's N)
 
 
 def _need_n(n: int | None, role: str) -> int:
-    if n is None or n < 1:
-        flag = "n_ref (--n-ref)" if role == "reference" else "n (--n)"
-        raise GanforgeError(f"{role}: how many images to generate? pass {flag}, e.g. 10000")
+    """How many images to generate: `n`, or the protocol's 50k when None (a fixed set uses all its images)."""
+    if n is None:
+        return DEFAULT_GENERATED
+    if n < 1:
+        raise GanforgeError(f"{role}: how many images to generate? pass {count_flag(role)}, e.g. 10000")
     return n
 
 

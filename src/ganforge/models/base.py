@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..checks import check_int, check_positive_float, describe
 from ..conditioning.base import DHead, DOutput
 from ..errors import GanforgeError
 
@@ -42,16 +43,61 @@ class Generator(nn.Module):
     def sample_z(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
         """Standard normal latents; with `truncation` psi, values with |z| > psi are resampled (BigGAN's trick)."""
+        n = check_int(n, "n", minimum=0)
+        truncation = check_positive_float(truncation, "truncation", allow_none=True)
         z = torch.randn(n, self.z_dim, generator=generator)
         if truncation is not None:
-            if truncation <= 0:
-                raise ValueError(f"truncation must be > 0, got {truncation}")
             while True:
                 bad = z.abs() > truncation
                 if not bad.any():
                     break
                 z[bad] = torch.randn(int(bad.sum()), generator=generator)
         return z.to(device)
+
+    def __call__(self, *args, **kwargs):
+        """`G(z, y)`: check the inputs against this generator (one-line errors naming z or y), then run forward.
+
+        Overriding `__call__` (rather than asking every family to check in `forward`) covers every subclass, plugins'
+        included, and leaves `forward`'s signature (e.g. a style G's `truncation_psi`) to the family.
+        """
+        z = args[0] if args else kwargs.get("z")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        self.check_inputs(z, y)
+        return super().__call__(*args, **kwargs)
+
+    def check_inputs(self, z: object, y: object) -> None:
+        """Raise a one-line GanforgeError when (z, y) cannot be this generator's input."""
+        z_dim = getattr(self, "z_dim", None)
+        want = f"(N, z_dim={z_dim})"
+        if not isinstance(z, torch.Tensor):
+            raise GanforgeError(f"z: expected a float tensor of shape {want}, got {describe(z)}")
+        if not z.is_floating_point():
+            raise GanforgeError(f"z: expected a floating-point tensor of shape {want}, got dtype {z.dtype}")
+        if isinstance(z_dim, int) and (z.ndim != 2 or z.shape[1] != z_dim):
+            raise GanforgeError(f"z: expected shape {want}, got {tuple(z.shape)}")
+        k = getattr(self, "num_classes", 0) or 0
+        if k <= 0:
+            if y is not None:
+                raise GanforgeError(f"y: this generator is unconditional (num_classes=0); pass y=None, got "
+                                    f"{describe(y)}")
+            return
+        if y is None:
+            raise GanforgeError(f"y: this generator is class-conditional; pass class labels of shape (N,) in "
+                                f"[0, {k - 1}], got None")
+        if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise GanforgeError(f"y: expected an integer tensor of class labels in [0, {k - 1}], got {describe(y)}")
+        if tuple(y.shape) != (z.shape[0],):
+            raise GanforgeError(f"y: expected shape ({z.shape[0]},), one label per latent, got {tuple(y.shape)}")
+        # The range check reads the labels' values, which for a GPU tensor is a host sync. It runs only where that is
+        # free or negligible: labels on the CPU, or G in eval mode (sampling, evaluation, exports: a user's labels, and
+        # the output is usually fetched right after anyway). A training-mode forward on the GPU is not synced every
+        # step; its labels come from the trainer's own randint(0, K), which cannot leave the range. Compiled graphs
+        # skip it too (a data-dependent branch would break the graph).
+        cheap = y.device.type == "cpu" or (not self.training and y.device.type != "meta")
+        if cheap and y.numel() and not torch.compiler.is_compiling():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= k:
+                raise GanforgeError(f"y: class labels must lie in [0, {k - 1}], got values in [{lo}, {hi}]")
 
 
 class DBackbone(nn.Module):
