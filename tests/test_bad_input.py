@@ -299,6 +299,9 @@ def test_mismatched_override_on_an_existing_run_changes_no_file(tmp_path, capsys
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert any(p.parent.name == "checkpoints" for p in before)
     rc, _, err = run_cli(capsys, "train", cfg, "--out", run, "--no-progress", "model.hidden=16", "train.steps=4")
+    assert_one_line_error(rc, err, str(run), "config differs", "model.hidden 32 -> 16", "--allow-config-change")
+    rc, _, err = run_cli(capsys, "train", cfg, "--out", run, "--no-progress", "model.hidden=16", "train.steps=4",
+                         "--allow-config-change")  # allowed, but the weights cannot load into the new shape
     assert_one_line_error(rc, err, str(run / "checkpoints"), "does not match this config")
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after.keys() == before.keys()

@@ -311,7 +311,8 @@ class Trainer:
 
             self._mode_eval = Evaluator(self.dataset, ["modes"], device=self.device, seed=self.cfg.eval.seed,
                                         progress=False)
-        return self._mode_eval(self.G_ema)
+        out = self._mode_eval(self.G_ema)
+        return {k: v for k, v in out.items() if k not in ("n", "n_ref")}  # the protocol's fixed count, not a result
 
     def _build_eval_hook(self):
         if self.cfg.eval.every <= 0 or not self.cfg.eval.metrics or not self.dist.is_main:
