@@ -156,6 +156,8 @@ def add_data(sub) -> None:
     pk.add_argument("--resolution", help="N for NxN or HxW, e.g. 64 or 64x128 (default: keep the first image's size)")
     pk.add_argument("--resize", default="center-crop", help="center-crop | pad | stretch")
     pk.add_argument("--channels", type=int, default=3, help="1 or 3")
+    pk.add_argument("--force", action="store_true", help="replace OUT if it already exists")
+    pk.add_argument("--no-progress", action="store_true", help="no progress bars")
     pk.set_defaults(func=cmd_pack)
 
 
@@ -174,10 +176,9 @@ def _parse_resolution(text: str | None):
 def cmd_pack(args) -> int:
     from ..data.pack import pack_source
 
-    out = Path(args.out)
-    _writable_dir(out.parent if str(out.parent) else Path("."), "output")
+    out = Path(args.out)  # pack_source checks it (directory, writable, exists without --force) before decoding
     info = pack_source(args.src, str(out), resolution=_parse_resolution(args.resolution), resize=args.resize,
-                       channels=args.channels)
+                       channels=args.channels, progress=not args.no_progress, overwrite=args.force)
     print(f"wrote {out}" + (f" ({info})" if info else ""))
     return 0
 

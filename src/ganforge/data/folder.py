@@ -6,10 +6,15 @@ composited on black, EXIF orientation applied) and resized to the target with La
 "center-crop" scales the image to cover the target and crops the middle; "pad" scales it to fit inside and pads
 with black; "stretch" resizes to the target ignoring the aspect ratio. Non-square targets are given as [H, W]
 (users of StyleGAN2-ADA and StudioGAN keep asking for them).
+
+Every file is checked when the dataset is built (`data/verify.py`: fast, parallel, cached per folder listing), so a
+corrupt image stops the run before training with ONE message listing every bad file (`on_bad_image: error`, the
+default), or is left out with a warning (`on_bad_image: skip`; the list is in `dataset.bad_files`).
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +25,13 @@ from ..errors import GanforgeError
 from ..registries import DATASETS
 from .base import DataInfo, Dataset, ImageModality
 from .common import fingerprint
+from .verify import bad_list_path, verify_folder, write_bad_list
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 RESIZE_MODES = ("center-crop", "pad", "stretch")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+ON_BAD_IMAGE = ("error", "skip")
+MAX_LISTED = 20  # bad files named in the error message; the rest are in a file it names
 
 
 def _is_image(path: Path) -> bool:
@@ -127,28 +135,79 @@ def load_image(path: str | os.PathLike, channels: int = 3, size_hw: tuple[int, i
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
 
 
+def _listing(root: Path, files: list[Path], labels: list[int]) -> list[str]:
+    """One "relpath|label|size|mtime_ns" line per file: the input of the fingerprint and the verification key."""
+    out = []
+    for f, label in zip(files, labels):
+        st = f.stat()
+        out.append(f"{f.relative_to(root).as_posix()}|{label}|{st.st_size}|{st.st_mtime_ns}")
+    return out
+
+
+def bad_images_error(root: Path, bad: list[tuple[str, str]], key: str, total: int) -> GanforgeError:
+    """ONE error naming every bad file (the first MAX_LISTED, then a file holding the full list)."""
+    shown = "; ".join(f"{root / rel} ({reason})" for rel, reason in bad[:MAX_LISTED])
+    if len(bad) > MAX_LISTED:
+        full = write_bad_list(bad, bad_list_path(key))
+        shown += f"; ... and {len(bad) - MAX_LISTED} more (full list: {full})"
+    if len(bad) == total:
+        return GanforgeError(f"data.root: all {total} image file(s) under {root} are unreadable: {shown}")
+    return GanforgeError(f"data.root: {len(bad)} of {total} image files under {root} are unreadable: {shown}; fix "
+                         f"or remove them, or set data.on_bad_image: skip to leave them out")
+
+
 @DATASETS.register("folder")
 class ImageFolder(Dataset):
-    """A directory of images (class subfolders -> labels), decoded and resized on demand; any [H, W]."""
+    """A directory of images (class subfolders -> labels), decoded and resized on demand; any [H, W].
+
+    Args:
+        root: the folder.
+        resolution: int or [H, W]; None keeps the native size (that of the first good image; all must share it).
+        resize: "center-crop" | "pad" | "stretch".
+        channels: 1 (grayscale) or 3 (RGB).
+        on_bad_image: what to do with files that fail the up-front check: "error" (one error listing all of them)
+            or "skip" (leave them out, warn with the count; the list is `bad_files`, see `write_bad_files`).
+        progress: allow the verification progress bar (it appears only when checking takes over a second).
+    """
 
     def __init__(self, *, split: str = "train", cache_dir: str | None = None, root: str,
-                 resolution: int | list[int] | None = None, resize: str = "center-crop", channels: int = 3):
+                 resolution: int | list[int] | None = None, resize: str = "center-crop", channels: int = 3,
+                 on_bad_image: str = "error", progress: bool = True):
         if resize not in RESIZE_MODES:
             raise GanforgeError(f"data.resize: expected one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         if channels not in (1, 3):
             raise GanforgeError(f"data.channels: expected 1 or 3, got {channels}")
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise GanforgeError(f"data.on_bad_image: expected one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
+        self.target = parse_resolution(resolution)  # option errors before the (slower) scan and checks
         self.root = Path(root).expanduser()
-        self.files, labels, self.class_names = scan_image_folder(self.root)
+        files, labels, self.class_names = scan_image_folder(self.root)
+        listing = _listing(self.root, files, labels)
+        bad, key = verify_folder(self.root, files, listing, progress=progress)
+        self.bad_files: list[tuple[str, str]] = bad  # (path relative to root, reason) of the files left out
+        if bad and (on_bad_image == "error" or len(bad) == len(files)):
+            raise bad_images_error(self.root, bad, key, len(files))
+        if bad:
+            warnings.warn(f"data.root: skipping {len(bad)} unreadable image file(s) of {len(files)} under "
+                          f"{self.root} (data.on_bad_image: skip; first: {bad[0][0]}: {bad[0][1]})", stacklevel=2)
+            dropped = {rel for rel, _ in bad}
+            kept = [i for i, f in enumerate(files) if f.relative_to(self.root).as_posix() not in dropped]
+            files, labels, listing = [files[i] for i in kept], [labels[i] for i in kept], [listing[i] for i in kept]
+        self.files = files
         self.y = torch.tensor(labels, dtype=torch.int64)
         self.resize, self.channels = resize, channels
-        self.target = parse_resolution(resolution)
-        if self.target is None:  # native size: that of the first image, which all others must share
+        if self.target is None:  # native size: that of the first (good) image, which all others must share
             self.native = load_image(self.files[0], channels).shape[1:]
         h, w = self.target or self.native
         self.info = DataInfo((channels, h, w), len(self.class_names), ImageModality())
         self._options = {"resolution": list(self.target) if self.target else None, "resize": resize,
                          "channels": channels}
+        self._listing = listing  # of the files actually used, so a skip dataset's fingerprint reflects them
         self._fingerprint: str | None = None
+
+    def write_bad_files(self, path: str | os.PathLike) -> Path:
+        """Write the skipped files to `path`, one "relpath<TAB>reason" a line (an empty file when none)."""
+        return write_bad_list(self.bad_files, path)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -168,11 +227,8 @@ class ImageFolder(Dataset):
         return torch.from_numpy(x), self.y[idx]
 
     def fingerprint(self) -> str:
-        """Hash of the options and every file's relative path, label, size and modification time."""
+        """Hash of the options and every used file's relative path, label, size and modification time (as listed
+        when the dataset was built)."""
         if self._fingerprint is None:
-            listing = []
-            for f, label in zip(self.files, self.y.tolist()):
-                st = f.stat()
-                listing.append(f"{f.relative_to(self.root).as_posix()}|{label}|{st.st_size}|{st.st_mtime_ns}")
-            self._fingerprint = fingerprint("folder", self._options, "\n".join(listing))
+            self._fingerprint = fingerprint("folder", self._options, "\n".join(self._listing))
         return self._fingerprint

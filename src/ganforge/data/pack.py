@@ -3,7 +3,10 @@
 Tensors: `images` uint8 (N, C, H, W) and `labels` int64 (N,). String metadata: `format` ("ganforge-packed"),
 `version`, `shape` (JSON [C, H, W]), `count`, `num_classes`, `class_names` (JSON list), `source` (what was packed)
 and `fingerprint` (of the source). Written to a temporary file and renamed, so an interrupted pack never leaves a
-file that looks complete. `ganforge data pack SRC OUT` calls `pack_source`.
+file that looks complete, with the permissions the umask gives (as any file ganforge hands to users). The output is
+checked (not a directory, writable, and not already there unless replacing is asked for) before anything is decoded,
+so a mistake is reported in a second, not after packing the whole dataset. `ganforge data pack SRC OUT` calls
+`pack_source`.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import GanforgeError
+from ..fileio import save_safetensors
 from ..registries import DATASETS
 from .base import DataInfo, Dataset, ImageModality, TensorDataset
 from .common import fingerprint as make_fingerprint
@@ -23,27 +27,40 @@ PACK_FORMAT = "ganforge-packed"
 PACK_VERSION = 1
 
 
+def check_output(out: str | os.PathLike, overwrite: bool = True) -> Path:
+    """`out` if a packed file can be written there, else a one-line error; creates nothing.
+
+    Refuses a directory, a parent that is not a writable directory, and (unless `overwrite`) an existing file.
+    """
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise GanforgeError(f"data pack: output {out} is a directory; give a file name such as "
+                            f"{out / 'dataset.safetensors'}")
+    if out.exists() and not overwrite:
+        raise GanforgeError(f"data pack: output {out} already exists; pass --force to replace it")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:  # write_packed creates missing folders
+        parent = parent.parent
+    if not parent.is_dir():
+        raise GanforgeError(f"data pack: cannot write {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GanforgeError(f"data pack: cannot write {out}: directory {parent} is not writable")
+    return out
+
+
 def write_packed(out: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor, *, num_classes: int,
                  class_names: list[str] | None = None, source: str = "", fingerprint: str = "") -> Path:
     """Write uint8 (N, C, H, W) `images` and int64 (N,) `labels` with their metadata to `out` atomically."""
-    from safetensors.torch import save_file
-
     if images.dtype != torch.uint8 or images.ndim != 4 or labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(f"write_packed: expected uint8 (N, C, H, W) images and (N,) labels, got "
                          f"{images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}")
-    out = Path(out)
+    out = check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": PACK_FORMAT, "version": str(PACK_VERSION), "shape": json.dumps(list(images.shape[1:])),
             "count": str(len(images)), "num_classes": str(num_classes),
             "class_names": json.dumps(list(class_names or [])), "source": source, "fingerprint": fingerprint}
-    tmp = out.with_name(out.name + f".part{os.getpid()}")
-    try:
-        save_file({"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous()}, str(tmp), meta)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    tensors = {"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous()}
+    return save_safetensors(tensors, out, meta)
 
 
 def pack(dataset: Dataset, out: str | os.PathLike, *, source: str | None = None, chunk_size: int = 256,
@@ -59,6 +76,7 @@ def pack(dataset: Dataset, out: str | os.PathLike, *, source: str | None = None,
     """
     from tqdm import tqdm
 
+    check_output(out)  # a directory or an unwritable place fails now, not after decoding everything
     shape = tuple(dataset.info.shape)
     if len(shape) != 3 or not isinstance(dataset.info.modality, ImageModality):
         raise GanforgeError(f"data pack: only image datasets can be packed (this one has samples of shape {shape})")
@@ -136,7 +154,7 @@ class Packed(TensorDataset):
 
 def pack_source(src: str, out: str, resolution: int | list[int] | None = None, resize: str = "center-crop",
                 channels: int = 3, split: str = "train", options: dict[str, Any] | None = None,
-                progress: bool = True) -> str:
+                progress: bool = True, overwrite: bool = True) -> str:
     """Pack an image folder or a registered dataset into the safetensors file `out`; return a one-line summary.
 
     Args:
@@ -147,13 +165,20 @@ def pack_source(src: str, out: str, resolution: int | list[int] | None = None, r
             from these defaults (at the defaults the dataset keeps its own); the dataset must have such an option.
         split: the split of a registered dataset.
         options: further options of a registered dataset (e.g. {"archive": "cifar-10-python.tar.gz"}).
+        progress: show progress bars (verification, packing).
+        overwrite: replace an existing `out` (the CLI passes False unless --force is given).
+
+    The output is checked before the source is opened, so nothing is decoded when it cannot be written.
     """
     from .folder import ImageFolder
+
+    check_output(out, overwrite)
 
     if Path(src).expanduser().is_dir():
         if options:
             raise GanforgeError(f"data pack: {src} is a folder; extra options {sorted(options)} are not used")
-        dataset: Dataset = ImageFolder(root=src, resolution=resolution, resize=resize, channels=channels)
+        dataset: Dataset = ImageFolder(root=src, resolution=resolution, resize=resize, channels=channels,
+                                       progress=progress)
         source = f"folder {Path(src).expanduser().resolve()}"
     elif src in DATASETS:
         given = {"resolution": resolution, "resize": None if resize == "center-crop" else resize,
