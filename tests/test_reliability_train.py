@@ -314,6 +314,20 @@ def test_resume_on_a_changed_folder_says_so(tmp_path):
     assert h[0]["samples"] == 12 and h[1]["samples"] == 11 and h[0]["data"] != h[1]["data"]
 
 
+def test_skipped_images_are_listed_in_the_run_directory(tmp_path):
+    folder = _folder(tmp_path / "images", 6)
+    (folder / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    raw = {"seed": 0, "data": {"name": "folder", "root": str(folder), "resolution": 8, "on_bad_image": "skip"},
+           "model": {"name": "mlp", "z_dim": 4, "hidden": 16, "layers": 2}, "loss": {"name": "hinge"},
+           "train": {"steps": 1, "batch_size": 4, "sample_every": 1000, "tensorboard": False, "threads": 1,
+                     "grid_size": 4}}
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image"):
+        train(from_dict(raw), tmp_path / "run", progress=False)
+    listed = (tmp_path / "run" / "bad_images.txt").read_text().splitlines()
+    assert len(listed) == 1 and listed[0].startswith("zz_broken.png\t")
+    assert rundir.read_history(tmp_path / "run")[0]["samples"] == 6
+
+
 def test_history_survives_a_torn_last_line(tmp_path):
     rundir.append_history(tmp_path, {"event": "start", "step": 0})
     with open(tmp_path / rundir.HISTORY, "a") as f:
