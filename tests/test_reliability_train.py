@@ -5,7 +5,6 @@ Each case checks the message a user sees and that nothing on disk changed where 
 """
 import copy
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from PIL import Image
 from helpers import TINY_POINTS, cli, write_config
 
 from ganforge.config import from_dict
-from ganforge.errors import DivergenceError, GanforgeError
+from ganforge.errors import DivergenceError
 from ganforge.fileio import current_umask, recover_dir
 from ganforge.objectives.base import Context
 from ganforge.training import run_dir as rundir
