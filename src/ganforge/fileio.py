@@ -97,7 +97,7 @@ def replace_dir(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
         if old.exists():
             shutil.rmtree(old)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 def recover_dir(dest: Path) -> list[Path]:
@@ -141,10 +141,11 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it survives a power cut (best effort where the OS refuses)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:

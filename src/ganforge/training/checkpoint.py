@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import GanforgeError
-from ..fileio import crash_point
+from ..fileio import crash_point, fsync_dir
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -47,14 +47,7 @@ def atomic_save(obj: Any, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)  # make the rename itself durable
 
 
 STALE_TEMPS = ".ckpt-*.pt.tmp*"  # what an atomic_save killed mid-write leaves behind in the checkpoint directory
