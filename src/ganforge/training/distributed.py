@@ -95,5 +95,11 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Tear the process group down on every rank together: a rank that destroys its gloo group and exits while a peer
+    is still tearing down can abort at interpreter exit ("terminate called without an active exception")."""
     if info.enabled and dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer already failed: nothing to wait for
+            pass
         dist.destroy_process_group()
