@@ -282,22 +282,33 @@ def test_lazy_every_is_an_option_and_not_applied_by_the_term():
 
 
 @pytest.mark.parametrize("name", REGULARIZERS.names())
-def test_regularizers_contribute_to_d_only_and_reach_d_params(name):
+def test_regularizers_reach_only_the_network_of_their_phase(name):
+    """A D-side term is a scalar >= 0 whose gradient reaches D only; a G-side term (zCR's, orthogonal reg.) reaches G
+    only (zCR's G term is negative by design: it rewards diverse outputs)."""
+    from ganforge.training.phases import implements
+
     torch.manual_seed(0)
-    D, G = MLPD(4), MLPG(3, 4)
-    ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="D")
     term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {})
     assert isinstance(term, ObjectiveTerm) and term.every >= 1
+    assert implements(term, "d_terms") or implements(term, "g_terms")
     if hasattr(term, "update"):  # a stateful term gets a previous D step's statistics (names from training/stats.py)
         term.update({"d_real": 0.5, "d_fake": -0.5, "d_real_sign": 0.0, "window_nimg": 5, "nimg": 5})
-    gctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase="G")
-    assert term.g_terms(gctx) == {}
-    out = term.d_terms(ctx)
-    (value,) = out.values()
-    assert value.dim() == 0 and value.item() >= 0
-    value.backward()
-    assert all(p.grad is None for p in G.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters())
+    for phase, method in (("D", "d_terms"), ("G", "g_terms")):
+        D, G = MLPD(4), MLPG(3, 4)
+        ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase=phase)
+        out = getattr(term, method)(ctx)
+        if not implements(term, method):
+            assert out == {}
+            continue
+        assert out, f"{name} implements {method} but returned nothing"
+        total = sum(out.values())
+        assert total.dim() == 0
+        if phase == "D":
+            assert all(v.item() >= 0 for v in out.values())
+        total.backward()
+        mine, other = (D, G) if phase == "D" else (G, D)
+        assert all(p.grad is None or not p.grad.abs().sum() for p in other.parameters())
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mine.parameters())
 
 
 # ---- LeCam ------------------------------------------------------------------------------------------------------

@@ -53,3 +53,18 @@ def check_nonnegative(value: float, where: str) -> float:
     if value < 0:
         raise GanforgeError(f"{where}: expected a number >= 0, got {value!r}")
     return value
+
+
+def interpolates(ctx: Context) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """WGAN-GP's sample points x_hat = t x_r + (1 - t) x_f, t ~ U(0, 1) per sample (Gulrajani 2017, Algorithm 1).
+
+    Reals and (detached) fakes are paired row by row (the first min(B_r, B_f) of each); `t` comes from
+    `ctx.sample_rng()`, so a sample gets the same `t` in one process, on any rank and in any accumulation round.
+    Returns x_hat (n, ...) and the real labels for D (or None).
+    """
+    real, fake = ctx.real.detach(), ctx.fake.detach()
+    n = min(real.shape[0], fake.shape[0])
+    real, fake = real[:n], fake[:n].to(real.dtype)
+    t = ctx.sample_rng().rand(n, *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)  # (n, 1, ...)
+    y = ctx.y_real[:n] if ctx.y_real is not None else None
+    return t * real + (1 - t) * fake, y
