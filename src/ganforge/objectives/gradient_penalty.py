@@ -11,7 +11,7 @@ import torch
 
 from ..registries import REGULARIZERS
 from .base import Context, ObjectiveTerm
-from .gradients import check_every, check_nonnegative, input_gradient, norms, squared_norms
+from .gradients import check_every, check_nonnegative, input_gradient, interpolates, norms, squared_norms
 
 
 @REGULARIZERS.register("gp")
@@ -30,13 +30,7 @@ class GradientPenalty(ObjectiveTerm):
         self.every = check_every(every, "gp")
 
     def d_terms(self, ctx: Context) -> dict[str, torch.Tensor]:
-        real, fake = ctx.real.detach(), ctx.fake.detach()
-        n = min(real.shape[0], fake.shape[0])
-        real, fake = real[:n], fake[:n].to(real.dtype)
-        # Algorithm 1, line 5: one t ~ U(0, 1) per sample, broadcast over the remaining dims.
-        t = ctx.sample_rng().rand(n, *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-        x_hat = t * real + (1 - t) * fake
-        y = ctx.y_real[:n] if ctx.y_real is not None else None
+        x_hat, y = interpolates(ctx)  # Algorithm 1, line 5: one t ~ U(0, 1) per sample
         grad = input_gradient(ctx, x_hat, y)  # (B, N) float32
         if self.center == 0:
             penalty = squared_norms(grad)  # zero-centred: (||g|| - 0)^2 without a square root
