@@ -37,10 +37,13 @@ def test_shape_dtype_and_gradient_reach_the_input(name):
 
 
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
-def test_points_pass_through_unchanged(name):
+def test_points_pass_through_unless_the_augmentation_declares_it_applies_to_them(name):
     aug = AUGMENTATIONS.build(name, num_classes=0)
     pts = torch.randn(16, 2)
-    assert torch.equal(aug(pts), pts)
+    if AUGMENTATIONS.get(name).declares("applies_to_points", False):  # e.g. instance noise: points get noised
+        assert aug(pts).shape == pts.shape and not torch.equal(aug(pts), pts)
+    else:
+        assert torch.equal(aug(pts), pts)
 
 
 def test_none_is_identity_on_images():
