@@ -341,5 +341,19 @@ def test_config_flattening_indexes_component_lists():
                                            "regularizers.1.name": ("<absent>", "lecam")}
 
 
+def test_adaptive_values_are_plotted_into_the_run_directory(tmp_path):
+    """An annealed instance-noise sigma is drawn falling from left to right in RUN/plots/noise_sigma.png."""
+    from ganforge.training.plots import LINE
+
+    raw = raw_of(augment={"name": "instance-noise", "sigma": 0.5}, train={"steps": 20, "log_every": 2,
+                                                                          "sample_every": 0})
+    train(from_dict(raw), tmp_path / "run", progress=False)
+    img = np.asarray(Image.open(tmp_path / "run" / "plots" / "noise_sigma.png").convert("RGB"))
+    ys, xs = np.nonzero(np.all(img == LINE, axis=-1))
+    assert len(xs) > 50
+    left, right = ys[xs == xs.min()].mean(), ys[xs == xs.max()].mean()
+    assert left < right  # image rows grow downwards: the line starts high and ends low
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

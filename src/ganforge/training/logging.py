@@ -56,6 +56,14 @@ class RunLog:
             self.tb.add_image(name, img, step, dataformats="HWC")
         return out
 
+    def flush(self) -> None:
+        self._file.flush()
+
+    def tb_image(self, step: int, name: str, img: np.ndarray) -> None:
+        """An (H, W, 3) uint8 picture to TensorBoard only (figures whose PNG lives elsewhere in the run dir)."""
+        if self.tb is not None:
+            self.tb.add_image(name, img, step, dataformats="HWC")
+
     def close(self) -> None:
         self._file.close()
         if self.tb is not None:

@@ -30,6 +30,7 @@ from .export import staged_dir, write_export, export_generator
 from .loader import BatchStream
 from .logging import RunLog
 from .phase_runner import PhaseRunner
+from .plots import write_trajectories
 from .phases import build_phases, lazy_ratio, lr_multiplier, make_optimizer, set_lr
 from .rng import derive_seed, generator, seed_everything
 from . import run_dir as rundir
@@ -347,6 +348,7 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
                 if main and _due(step, t.sample_every, last):
                     log.image(step, "fakes", self.sample_grid())
+                    self._plot_trajectories(log, step)
                 if main and _due(step, t.mode_every, last):
                     modes = self.mode_metrics()
                     if modes:
@@ -374,6 +376,15 @@ class Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         dist_utils.barrier(self.dist)
         return summary
+
+
+    def _plot_trajectories(self, log: RunLog, step: int) -> None:
+        """RUN/plots/KEY.png (and TensorBoard) for each value stateful components log: ADA's p, Diffusion-GAN's T..."""
+        keys = sorted(self.log_values())
+        if keys:
+            log.flush()
+            for key, picture in write_trajectories(self.run_dir, keys).items():
+                log.tb_image(step, f"plots/{key}", picture)
 
 
 def cpu_has_bf16() -> bool:
