@@ -300,6 +300,8 @@ def test_regularizers_reach_only_the_network_of_their_phase(name):
         if not implements(term, method):
             assert out == {}
             continue
+        if not out and hasattr(term, "after_step"):  # acts on the network after its step instead (weight clipping)
+            continue
         assert out, f"{name} implements {method} but returned nothing"
         total = sum(out.values())
         assert total.dim() == 0

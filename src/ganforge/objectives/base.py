@@ -38,7 +38,11 @@ from ..training.rng import SampleRNG
 
 
 class ObjectiveTerm:
-    """Base class for losses and regularizers."""
+    """Base class for losses and regularizers.
+
+    Optional hook: `after_step(net)` is called with the stepped network (D or G) right after each optimizer step of
+    every phase the term belongs to (weight clipping uses it).
+    """
 
     every: int = 1
     uses_labels: bool = False

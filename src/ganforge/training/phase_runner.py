@@ -129,6 +129,11 @@ class PhaseRunner:
             dist_utils.all_reduce_grads([p for m in t.nets[phase.net] for p in m.parameters()], t.dist)
             scaler.step(opt)
             scaler.update()
+            net = t.D if phase.net == "D" else t.G
+            for term in phase.terms:  # e.g. weight clipping: acts on the network right after its step
+                hook = getattr(term, "after_step", None)
+                if hook is not None:
+                    hook(net)
         if recorder is not None:
             self._feed(phase, recorder, info)
         return values
