@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,48 @@ def environment_warnings(before: dict[str, Any], now: dict[str, Any]) -> list[st
             out.append(f"this run was last trained with {what} {before[key]} and now runs with {now[key]}: the "
                        f"continued run may differ bit for bit from an uninterrupted one")
     return out
+
+
+def record_start(run_dir: Path, cfg, dataset, step: int, resumed: bool, changes: dict[str, tuple[Any, Any]],
+                 allowed: list[str], env: dict[str, Any]) -> None:
+    """config.yaml, history.jsonl and warnings about what changed since the run's last start (rank 0 only)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    history = read_history(run_dir)
+    config_file = run_dir / "config.yaml"
+    if changes and config_file.exists():  # the config the earlier checkpoints were made with stays readable
+        config_file.replace(run_dir / f"config-until-step-{step:08d}.yaml")
+    config_file.write_text(cfg.to_yaml())
+    data = _data_fingerprint(dataset)
+    warned: list[str] = []
+    if resumed and history:
+        warned = environment_warnings(history[-1].get("env", {}), env)
+        before = history[-1].get("data")
+        if before is not None and data is not None and before != data:
+            warned.append(f"data: the dataset changed since this run last trained (fingerprint {before} -> {data}: "
+                          f"files added, removed or modified); the resumed run sees other images than the "
+                          f"uninterrupted run would have")
+    bad = getattr(dataset, "bad_files", None)
+    if bad:
+        dataset.write_bad_files(run_dir / "bad_images.txt")
+        warned.append(f"data: skipped {len(bad)} unreadable image(s), listed in {run_dir / 'bad_images.txt'}")
+    n, batch = len(dataset), cfg.train.batch_size
+    if batch > n:
+        warned.append(f"train.batch_size {batch} is larger than the dataset ({n} samples): every batch repeats "
+                      f"samples")
+    record = {"event": "resume" if resumed else "start", "step": step, "env": env, "data": data, "samples": n}
+    if changes:
+        record["config_changes"] = {k: [a, b] for k, (a, b) in changes.items()}
+        record["allowed_by_flag"] = allowed  # changes to how training computes, accepted by --allow-config-change
+    append_history(run_dir, record)
+    for message in warned:
+        warnings.warn(message)
+
+
+def _data_fingerprint(dataset) -> str | None:
+    try:
+        return dataset.fingerprint()
+    except NotImplementedError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ config changes

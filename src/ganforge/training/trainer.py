@@ -107,45 +107,10 @@ class Trainer:
             self._load_state(found[0])
             self.resumed_from = found[1]
         if dist.is_main:
-            self._record_start(changes, sorted(allowed))
+            rundir.record_start(self.run_dir, cfg, self.dataset, self.step, self.resumed_from is not None, changes,
+                                sorted(allowed), rundir.environment(torch.get_num_threads(), dist.world, str(device)))
 
     # ------------------------------------------------------------------------------------------------------ set-up
-    def _record_start(self, changes: dict[str, tuple], allowed: list[str]) -> None:
-        """config.yaml, history.jsonl and what changed since the run's last start (the run's own account)."""
-        run_dir, cfg = self.run_dir, self.cfg
-        run_dir.mkdir(parents=True, exist_ok=True)
-        history = rundir.read_history(run_dir)
-        config_file = run_dir / "config.yaml"
-        if changes and config_file.exists():  # the config the earlier checkpoints were made with stays readable
-            config_file.replace(run_dir / f"config-until-step-{self.step:08d}.yaml")
-        config_file.write_text(cfg.to_yaml())
-        env = rundir.environment(torch.get_num_threads(), self.dist.world, str(self.device))
-        data = _data_fingerprint(self.dataset)
-        warned: list[str] = []
-        if self.resumed_from is not None and history:
-            warned = rundir.environment_warnings(history[-1].get("env", {}), env)
-            before = history[-1].get("data")
-            if before is not None and data is not None and before != data:
-                warned.append(f"data: the dataset changed since this run last trained (fingerprint {before} -> "
-                                  f"{data}: files added, removed or modified); the resumed run sees other images "
-                                  f"than the uninterrupted run would have")
-        bad = getattr(self.dataset, "bad_files", None)
-        if bad:
-            self.dataset.write_bad_files(run_dir / "bad_images.txt")
-            warned.append(f"data: skipped {len(bad)} unreadable image(s), listed in {run_dir / 'bad_images.txt'}")
-        n, B = len(self.dataset), cfg.train.batch_size
-        if B > n:
-            warned.append(f"train.batch_size {B} is larger than the dataset ({n} samples): every batch repeats "
-                              f"samples")
-        record = {"event": "resume" if self.resumed_from is not None else "start", "step": self.step,
-                  "env": env, "data": data, "samples": n}
-        if changes:
-            record["config_changes"] = {k: [a, b] for k, (a, b) in changes.items()}
-            record["allowed_by_flag"] = allowed  # changes to how training computes, accepted by --allow-config-change
-        rundir.append_history(run_dir, record)
-        for message in warned:
-            warnings.warn(message)
-
     def _memory_format(self) -> bool:
         """Put G, D and G_ema in channels-last memory format when configured (None: where the family declares it)."""
         choice = self.cfg.train.channels_last
@@ -396,13 +361,6 @@ def cpu_has_bf16() -> bool:
 def _due(step: int, every: int, last: bool) -> bool:
     """Whether a periodic action runs at `step`: every `every` steps and at the last step (every=0: last only)."""
     return last or (every > 0 and step % every == 0)
-
-
-def _data_fingerprint(dataset) -> str | None:
-    try:
-        return dataset.fingerprint()
-    except NotImplementedError:
-        return None
 
 
 def train(cfg: RunConfig, run_dir: str | Path, progress: bool = True, allow_config_change: bool = False
