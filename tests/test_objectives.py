@@ -37,7 +37,8 @@ class MLPD(nn.Module):
 
     def forward(self, x, y=None):
         self.calls += 1
-        return DOutput(adv=self.net(x).squeeze(1))
+        h = self.net[:3](x)  # penultimate features, as a Discriminator returns them
+        return DOutput(self.net[3](h).squeeze(1), h=h)
 
 
 class MLPG(nn.Module):
@@ -281,6 +282,15 @@ def test_lazy_every_is_an_option_and_not_applied_by_the_term():
             REGULARIZERS.build(name, {"every": 0})
 
 
+def _style_g():
+    """A style-based G (mapping + synthesis) with z_dim 3 and 4 outputs, for terms that need one (path length)."""
+    from ganforge.registries import ARCHITECTURES, G_CONDITIONING
+
+    g_cond = G_CONDITIONING.build("none", {}, num_classes=0)
+    return ARCHITECTURES.build("style-mlp", {"z_dim": 3, "hidden": 8, "w_dim": 4, "layers": 2, "mapping_layers": 1},
+                               img_shape=(4,), num_classes=0, g_cond=g_cond).G
+
+
 @pytest.mark.parametrize("name", REGULARIZERS.names())
 def test_regularizers_reach_only_the_network_of_their_phase(name):
     """A D-side term is a scalar >= 0 whose gradient reaches D only; a G-side term (zCR's, orthogonal reg.) reaches G
@@ -293,8 +303,9 @@ def test_regularizers_reach_only_the_network_of_their_phase(name):
     assert implements(term, "d_terms") or implements(term, "g_terms")
     if hasattr(term, "update"):  # a stateful term gets a previous D step's statistics (names from training/stats.py)
         term.update({"d_real": 0.5, "d_fake": -0.5, "d_real_sign": 0.0, "window_nimg": 5, "nimg": 5})
+    style = REGULARIZERS.get(name).declares("needs_style_generator", False)
     for phase, method in (("D", "d_terms"), ("G", "g_terms")):
-        D, G = MLPD(4), MLPG(3, 4)
+        D, G = MLPD(4), (_style_g() if style else MLPG(3, 4))
         ctx = Context(G=G, D=D, real=torch.randn(5, 4), y_real=None, z=torch.randn(5, 3), y_fake=None, phase=phase)
         out = getattr(term, method)(ctx)
         if not implements(term, method):

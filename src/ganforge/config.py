@@ -262,9 +262,15 @@ def _check_declarations(cfg: RunConfig) -> None:
     """What components declare about each other: D outputs terms read, decomposability under accumulation."""
     from .registries import D_HEADS
 
+    from .registries import ARCHITECTURES
+
     provided = set(D_HEADS.get(cfg.d_head.name).declares("provides", frozenset()))
+    style = ARCHITECTURES.get(cfg.model.name, "model").declares("style_based", False)
     for where, reg, comp in cfg.components():
         entry = reg.get(comp.name, where)
+        if entry.declares("needs_style_generator", False) and not style:
+            raise GanforgeError(f"{where}: {comp.name!r} needs a style-based generator (mapping + synthesis, e.g. "
+                                f"model.name=style-mlp); architecture {cfg.model.name!r} is not one")
         check_requires(f"{where}: {comp.name!r}", entry.declares("requires", frozenset()), cfg.d_head.name, provided)
         if cfg.train.accumulate > 1 and not entry.declares("decomposable", True):
             raise GanforgeError(f"{where}: {comp.name!r} is computed over the whole batch and cannot be split into "

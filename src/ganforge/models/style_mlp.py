@@ -109,3 +109,6 @@ def style_mlp(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_di
     maybe_sn(D, d_sn)
     D.spectral_norm = d_sn
     return ArchPair(G, D)
+
+
+style_mlp.style_based = True  # its G has mapping + synthesis (models/style.py): style-only terms may use it
