@@ -28,6 +28,7 @@ from ..errors import GanforgeError
 from ..registries import AUGMENTATIONS
 from ..training.rng import SampleRNG
 from . import ada_ops
+from .adaptive import overfitting_step
 from .base import Augment
 
 
@@ -102,15 +103,10 @@ class ADA(Augment):
             progress = min(max(float(stats["progress"]), 0.0), 1.0)
             self._set_p(self.p_start + (self.p_end - self.p_start) * progress)
             return
-        if "d_real_sign" not in stats:
-            raise GanforgeError("augment: ada's adaptive p needs E[sign D(real)], but the D phase did not run D on "
-                                "reals; use schedule 'fixed' or 'linear'")
-        rt = float(stats["d_real_sign"])
-        if not math.isfinite(rt):
-            return
-        self.rt.fill_(rt)
-        step = math.copysign(1.0, rt - self.target) if rt != self.target else 0.0
-        self._set_p(min(max(self._p + step * float(stats["window_nimg"]) / (self.ada_kimg * 1000), 0.0), 1.0))
+        moved = overfitting_step(self._p, stats, self.target, self.ada_kimg, "ada's adaptive p")
+        if moved is not None:
+            self._set_p(moved[0])
+            self.rt.fill_(moved[1])
 
     def _set_p(self, value: float) -> None:
         self.p.fill_(value)

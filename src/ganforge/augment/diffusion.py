@@ -41,6 +41,7 @@ import torch
 from ..errors import GanforgeError
 from ..registries import AUGMENTATIONS
 from ..training.rng import SampleRNG
+from .adaptive import overfitting_step
 from .base import Augment
 
 
@@ -119,15 +120,11 @@ class DiffusionNoise(Augment):
         """Move p, hence T, by the adaptive rule (module docstring) from one statistics window."""
         if self.schedule == "fixed":
             return
-        if "d_real_sign" not in stats:
-            raise GanforgeError("augment: diffusion's adaptive T needs E[sign D(real)], but the D phase did not run "
-                                "D on reals; use schedule 'fixed'")
-        rd = float(stats["d_real_sign"])
-        if not math.isfinite(rd):
+        moved = overfitting_step(self._p, stats, self.target, self.ada_kimg, "diffusion's adaptive T")
+        if moved is None:
             return
+        p, rd = moved
         self.rd.fill_(rd)
-        step = math.copysign(1.0, rd - self.target) if rd != self.target else 0.0
-        p = min(max(self._p + step * float(stats["window_nimg"]) / (self.ada_kimg * 1000), 0.0), 1.0)
         self.p.fill_(p)
         self.T.fill_(self.T_of(p))
         self._sync()
