@@ -413,30 +413,3 @@ def test_decomposable_terms_under_accumulation_equal_one_round(tmp_path):
     a, b = _generator_weights(tmp_path / "acc1"), _generator_weights(tmp_path / "acc2")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
-
-
-# ---------------------------------------------------------------------------------------------- weight clipping
-def test_weight_clipping_bounds_every_d_parameter_after_each_d_step(tmp_path):
-    """METHODS.md: a parameter at 0.5 becomes 0.01 after one step; every D parameter ends within [-c, c]."""
-    from ganforge.training.distributed import DistInfo
-    from ganforge.training.trainer import Trainer
-
-    raw = copy.deepcopy(TINY_POINTS)
-    raw.update(loss={"name": "wasserstein"}, regularizers=[{"name": "clip", "clip": 0.01}])
-    raw["train"] = {**raw["train"], "steps": 2}
-    tr = Trainer(from_dict(raw), tmp_path / "run", progress=False, dist=DistInfo(), device=torch.device("cpu"))
-    first = next(tr.D.parameters())
-    with torch.no_grad():
-        first.view(-1)[0] = 0.5
-    g_before = [p.detach().clone() for p in tr.G.parameters()]
-    tr.train_step()
-    assert first.view(-1)[0].item() == pytest.approx(0.01)
-    assert all(p.abs().max().item() <= 0.01 for p in tr.D.parameters())
-    assert any(not torch.equal(a, p) for a, p in zip(g_before, tr.G.parameters()))  # G is not clipped
-    assert any(p.abs().max().item() > 0.01 for p in tr.G.parameters())
-
-
-def test_weight_clipping_needs_a_positive_bound():
-    with pytest.raises(GanforgeError, match=r"clip.clip: expected a number > 0, got -1"):
-        REGULARIZERS.build("clip", {"clip": -1})
-
