@@ -1,4 +1,4 @@
-from .cli.main import main
+from .cli.main import exit_process, main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())

@@ -53,5 +53,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_process(rc: int) -> None:
+    """End the process with `rc`. A torchrun worker ends with os._exit once its output is flushed: its process group
+    is already destroyed and every file closed, and skipping the interpreter's teardown avoids an abort in the C++
+    destructors of torch's distributed threads ("terminate called without an active exception"), which in about 1
+    of 20 two-rank gloo runs turned a finished run into a SIGABRT exit."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    raise SystemExit(rc)
+
+
+def console() -> None:
+    """The `ganforge` console script."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())
