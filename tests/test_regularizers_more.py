@@ -323,7 +323,7 @@ def logits_ctx(fake: torch.Tensor, real: torch.Tensor | None = None, nimg: int =
 def test_topk_exactly_the_k_highest_scored_fakes_get_gradient(nimg, k):
     fake = torch.randperm(64).float() / 8 - 4  # distinct logits
     ctx = logits_ctx(fake, nimg=nimg)
-    loss = LOSSES.build("topk", {"base": "vanilla", "dataset_size": 64})  # epoch = (nimg - 1) // 64
+    loss = LOSSES.build("topk", {"base": "vanilla"}, dataset_size=64)  # epoch = (nimg - 1) // 64
     out = loss.g_terms(ctx)["g_loss"]
     kept = fake.topk(k).indices
     assert out.item() == pytest.approx(F.softplus(-fake[kept]).mean().item(), rel=1e-6)
@@ -336,11 +336,11 @@ def test_topk_exactly_the_k_highest_scored_fakes_get_gradient(nimg, k):
 def test_topk_selects_by_logit_not_by_loss_and_keeps_relativistic_pairs():
     fake = torch.tensor([3.0, 1.0, 0.5, -3.0])
     # k = max(4 * 0.5, floor(0.5 * 4)) = 2 after one epoch: the logits 3 and 1.
-    ls = LOSSES.build("topk", {"base": "lsgan", "gamma": 0.5, "dataset_size": 4})
+    ls = LOSSES.build("topk", {"base": "lsgan", "gamma": 0.5}, dataset_size=4)
     got = ls.g_terms(logits_ctx(fake, nimg=8))["g_loss"]
     assert got.item() == pytest.approx((0.5 * 2 ** 2 + 0.0) / 2)  # 0.5 (D - 1)^2; lowest losses would give 0.0625
     real = torch.tensor([0.0, 1.0, 2.0, 3.0])
-    rel = LOSSES.build("topk", {"base": "relativistic", "gamma": 0.5, "dataset_size": 4})
+    rel = LOSSES.build("topk", {"base": "relativistic", "gamma": 0.5}, dataset_size=4)
     got = rel.g_terms(logits_ctx(fake, real, nimg=8))["g_loss"]
     assert got.item() == pytest.approx((math.log1p(math.exp(0 - 3)) + math.log1p(math.exp(1 - 1))) / 2, rel=1e-6)
     # The D step is the base loss's.
@@ -351,9 +351,8 @@ def test_topk_selects_by_logit_not_by_loss_and_keeps_relativistic_pairs():
 
 
 def test_topk_options_and_declarations():
-    with pytest.raises(GanforgeError, match="loss.dataset_size: top-k decays k once per epoch"):
-        LOSSES.build("topk", {}, total_steps=100)  # built for a run without the epoch length
-    assert LOSSES.build("topk", {"gamma": 1.0}, total_steps=100).gamma == 1.0  # no decay: no epoch length needed
+    with pytest.raises(GanforgeError, match="loss.dataset_size: unknown option"):
+        LOSSES.build("topk", {"dataset_size": 10})  # the framework hands in the epoch length
     with pytest.raises(GanforgeError, match="loss.base: unknown loss 'nope'"):
         LOSSES.build("topk", {"base": "nope"})
     with pytest.raises(GanforgeError, match="loss.base_options.drift"):
@@ -361,14 +360,14 @@ def test_topk_options_and_declarations():
     with pytest.raises(GanforgeError, match="loss.nu"):
         LOSSES.build("topk", {"nu": 0.0})
     with pytest.raises(GanforgeError, match="loss: 'topk' .* set train.accumulate=1"):
-        from_dict(points_cfg(loss={"name": "topk", "dataset_size": 64}, train={"accumulate": 2}))
+        from_dict(points_cfg(loss={"name": "topk"}, train={"accumulate": 2}))
 
 
 def test_topk_in_training_counts_epochs_from_the_images_d_has_seen(tmp_path):
     from ganforge.training.distributed import DistInfo
     from ganforge.training.trainer import Trainer
 
-    raw = points_cfg(loss={"name": "topk", "gamma": 0.9, "dataset_size": 64}, train={"steps": 16})
+    raw = points_cfg(data={"n": 64}, loss={"name": "topk", "gamma": 0.9}, train={"steps": 16})  # one epoch: 64
     tr = Trainer(from_dict(raw), tmp_path / "run", progress=False, dist=DistInfo(), device=torch.device("cpu"))
     ks = []
     for _ in range(16):
@@ -392,7 +391,7 @@ def test_batch_level_terms_on_two_ranks_equal_one_process(tmp_path):
     from helpers import torchrun, write_config
     from ganforge.training.trainer import train
 
-    raw = points_cfg(loss={"name": "topk", "gamma": 0.5, "dataset_size": 64}, train={"steps": 10, "ckpt_every": 10},
+    raw = points_cfg(data={"n": 64}, loss={"name": "topk", "gamma": 0.5}, train={"steps": 10, "ckpt_every": 10},
                      regularizers=[{"name": "dragan", "weight": 1.0}, {"name": "maxgp", "weight": 1.0},
                                    {"name": "bcr", "jitter": 0.05}, {"name": "zcr"}, {"name": "ortho", "weight": 0.01}])
     train(from_dict(raw), tmp_path / "single", progress=False)

@@ -21,8 +21,9 @@ from .registry import Registry
 # What objective terms and augmentations may ask for when they are built (see `training/build.py`):
 # num_classes (0 unconditional), img_shape (C, H, W) or (D,), feature_dim (width of D's penultimate features h),
 # tap_shapes (name -> shape of each intermediate D feature map, without batch), total_steps (train.steps, G steps),
-# batch_size (global), d_steps (D steps per G step).
-BUILD_CONTEXT = ("num_classes", "img_shape", "feature_dim", "tap_shapes", "total_steps", "batch_size", "d_steps")
+# batch_size (global), d_steps (D steps per G step), dataset_size (training images: one epoch).
+BUILD_CONTEXT = ("num_classes", "img_shape", "feature_dim", "tap_shapes", "total_steps", "batch_size", "d_steps",
+                 "dataset_size")
 
 # (G, D backbone) families: `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`
 ARCHITECTURES = Registry("architecture", context=("img_shape", "num_classes", "g_cond"))

@@ -10,6 +10,8 @@ trainer hands them that window's statistics reduced over ranks — `d_real_sign`
 `d_step`, `progress`, `batch_size` — see `training/stats.py`. Their state lives in buffers (e.g. `p`), so the module's
 `state_dict()` is what the checkpoint saves; `log_values()` adds numbers (e.g. {"aug_p": p}) to the training log.
 Build context (num_classes, img_shape, total_steps, batch_size, ...) comes as constructor keywords, as for terms.
+An augmentation may also implement `prepare(ctx)`, called with every phase's micro-batch Context after the terms'
+own `prepare` hooks and before any term computes (APA replaces some reals with fakes there, in D phases).
 """
 from __future__ import annotations
 

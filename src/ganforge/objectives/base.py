@@ -19,7 +19,7 @@ What a term declares (class attributes; the framework reads them, never the term
   `load_state_dict` make any state part of the checkpoint, `log_values()` adds numbers to the training log.
 
 Build context: a term's constructor may take any of `ganforge.registries.BUILD_CONTEXT` (num_classes, img_shape,
-feature_dim, tap_shapes, total_steps, batch_size, d_steps) as keyword parameters; the framework fills them in.
+feature_dim, tap_shapes, total_steps, batch_size, d_steps, dataset_size) as keyword parameters; the framework fills them in.
 
 `Context` is one micro-batch of one phase: it computes `fake`, `D(real)` and `D(fake)` lazily and caches them, so
 two terms that need D(real) run D once.
@@ -40,8 +40,13 @@ from ..training.rng import SampleRNG
 class ObjectiveTerm:
     """Base class for losses and regularizers.
 
-    Optional hook: `after_step(net)` is called with the stepped network (D or G) right after each optimizer step of
-    every phase the term belongs to (weight clipping uses it).
+    Optional hooks:
+    - `prepare(ctx)` is called with each micro-batch's Context of every phase the term belongs to, before any term
+      computes: it may replace `ctx.z` (LOGAN's latent step), `ctx.real` / `ctx.y_real` or `ctx.D` (a wrapper such as
+      AdaptiveMix's), which then holds for every term of that micro-batch (call `ctx.reset()` after changing inputs
+      a cached value depends on);
+    - `after_step(net)` is called with the stepped network (D or G) right after each optimizer step of every phase
+      the term belongs to (weight clipping uses it).
     """
 
     every: int = 1
@@ -164,6 +169,10 @@ class Context:
     def d_fake(self) -> DOutput:
         """D(augment(fake)), cached."""
         return self._cached("d_fake", lambda: self.D_of(self.fake, self.y_fake, self.want_features))
+
+    def reset(self) -> None:
+        """Forget the cached fakes and D outputs (after a `prepare` hook changed z, the reals or D)."""
+        self._cache.clear()
 
     def cached(self, key: str) -> Any:
         """A cached value ("fake", "d_real", "d_fake") if some term already computed it, else None."""

@@ -13,16 +13,16 @@ Why a loss wrapper and not a regularizer: top-k changes *which samples* the adve
 regularizer can only add terms — it cannot reach the loss's reduction. So `topk` is registered as a loss that wraps
 any other (`base`), delegating D's loss and the per-sample G loss to it and choosing the samples itself:
 
-    loss: {name: topk, base: hinge, gamma: 0.99, nu: 0.5, dataset_size: 50000}
+    loss: {name: topk, base: hinge, gamma: 0.99, nu: 0.5}
 
 It selects by the fake *logits*, not through `AdversarialLoss.reduce(values, "g")`: `reduce` sees per-sample
 losses, and "lowest G loss" equals "highest logit" only for losses decreasing in D(G(z)) (vanilla, hinge,
 Wasserstein) — not for least squares (0.5 (D - 1)^2) or the relativistic loss (which depends on the paired real).
 For relativistic bases each kept fake keeps its paired real. `reduce` is still applied to the kept losses.
 
-Epochs are counted from the real images D has seen (`ctx.nimg`) and the training-set size. The framework does not
-hand components the dataset size (it is not in `registries.BUILD_CONTEXT`), so `dataset_size` is an option; a run
-with gamma < 1 refuses to start without it. k is a pure function of the images seen: nothing to checkpoint.
+Epochs are counted from the real images D has seen (`ctx.nimg`) and the training-set size, which the framework
+hands in (`dataset_size` in `registries.BUILD_CONTEXT`). k is a pure function of the images seen: nothing to
+checkpoint.
 The top k are taken over the *global* batch (logits gathered over ranks), so the G loss is batch-level: the term is
 declared non-decomposable (`train.accumulate > 1` is refused).
 """
@@ -52,18 +52,15 @@ class TopKLoss(AdversarialLoss):
         base_options: that loss's options.
         gamma: per-epoch decay of k (k starts at the batch size).
         nu: floor of k as a fraction of the batch size.
-        dataset_size: images in one epoch (the training-set size); needed when gamma < 1.
     """
 
     decomposable = False  # the top k of the whole batch
 
     def __init__(self, base: str = "vanilla", base_options: dict | None = None, gamma: float = 0.99,
-                 nu: float = 0.5, dataset_size: int = 0, *, num_classes: int = 0, img_shape: tuple = (),
-                 feature_dim: int = 0, total_steps: int = 0, batch_size: int = 0, d_steps: int = 1):
+                 nu: float = 0.5, *, dataset_size: int = 0, **context):
         if base == "topk":
             raise GanforgeError("loss.base: topk cannot wrap itself; choose another loss")
-        context = {"num_classes": num_classes, "img_shape": img_shape, "feature_dim": feature_dim,
-                   "total_steps": total_steps, "batch_size": batch_size, "d_steps": d_steps}
+        context = {**context, "dataset_size": dataset_size}  # the build context, handed on to the base loss
         LOSSES.get(base, "loss.base")  # unknown name -> one line listing the losses
         try:
             self.base = LOSSES.build(base, base_options or {}, where="loss.base_options", **context)
@@ -76,12 +73,6 @@ class TopKLoss(AdversarialLoss):
             raise GanforgeError(f"loss.gamma: expected a number in (0, 1], got {gamma!r}")
         if not 0.0 < nu <= 1.0:
             raise GanforgeError(f"loss.nu: expected a fraction in (0, 1], got {nu!r}")
-        if dataset_size < 0:
-            raise GanforgeError(f"loss.dataset_size: expected a number of images >= 0, got {dataset_size!r}")
-        # Built for a run (the trainer passes total_steps): a decaying k needs to know when an epoch ends.
-        if total_steps > 0 and gamma < 1.0 and dataset_size == 0:
-            raise GanforgeError("loss.dataset_size: top-k decays k once per epoch and needs the training-set size "
-                                "(images per epoch), e.g. loss.dataset_size=50000; or set loss.gamma=1")
         self.gamma, self.nu, self.dataset_size = gamma, nu, dataset_size
         self.uses_real_in_g = getattr(self.base, "uses_real_in_g", False)
         self.requires = getattr(self.base, "requires", frozenset())

@@ -81,7 +81,8 @@ class _Context:
         self.D, self.img_shape, self.num_classes = D, tuple(dataset.info.shape), num_classes
         self.values: dict[str, Any] = {"num_classes": num_classes, "img_shape": self.img_shape,
                                        "feature_dim": D.backbone.feature_dim, "total_steps": cfg.train.steps,
-                                       "batch_size": cfg.train.batch_size, "d_steps": cfg.optim.d_steps}
+                                       "batch_size": cfg.train.batch_size, "d_steps": cfg.optim.d_steps,
+                                       "dataset_size": len(dataset)}
 
     def build(self, registry: Registry, spec: Component, where: str) -> Any:
         if registry.get(spec.name, where).accepts("tap_shapes") and "tap_shapes" not in self.values:

@@ -97,6 +97,7 @@ class PhaseRunner:
                           rng_key=(t.cfg.seed, "phase", phase.name, count), distributed=t.dist.enabled,
                           stats=recorder, want_features=phase.wants_features)
             with self._autocast():
+                phase.prepare(ctx, t.augment)
                 terms = phase.collect(ctx)
             if recorder is not None:
                 _record_d_outputs(ctx, recorder)

@@ -37,6 +37,18 @@ class Phase:
         """Whether the phase runs at update number `count` of its network (D steps for D, G steps for G)."""
         return count % self.every == 0
 
+    def prepare(self, ctx: Context, augment: object = None) -> None:
+        """Let the phase's terms, then the augmentation, change the micro-batch before any term computes.
+
+        A component's optional `prepare(ctx)` may replace `ctx.z` (latent optimisation), `ctx.real` / `ctx.y_real`
+        (APA's pseudo reals) or `ctx.D` (a D wrapper such as AdaptiveMix's). It runs in every phase the term belongs
+        to (the augmentation's in every phase), under the phase's autocast.
+        """
+        for component in (*self.terms, augment):
+            hook = getattr(component, "prepare", None)
+            if hook is not None:
+                hook(ctx)
+
     def collect(self, ctx: Context) -> dict[str, torch.Tensor]:
         """Named loss terms of this phase (names made unique if two terms use the same one)."""
         out: dict[str, torch.Tensor] = {}
