@@ -145,3 +145,21 @@ def test_classifier_trains_even_when_called_under_no_grad(tmp_path):
     with torch.no_grad():
         clf = load_digits_classifier(cache_dir=str(tmp_path))
     assert clf.heldout_accuracy >= 0.97
+
+
+def test_subset_n_is_class_balanced_fixed_and_drawn_from_the_split():
+    from ganforge.data.digits import Digits
+
+    full = Digits(split="train")
+    sub = Digits(split="train", n=105)
+    assert len(sub) == 105
+    assert sub.y.bincount(minlength=10).tolist() == [11] * 5 + [10] * 5  # 105 // 10 each, one more for 5 classes
+    again = Digits(split="train", n=105)
+    assert torch.equal(sub.x, again.x) and sub.fingerprint() == again.fingerprint() != full.fingerprint()
+    # each kept image is the first of its class in the split, in file order
+    for c in range(10):
+        members = torch.nonzero(full.y == c).flatten()
+        assert torch.equal(sub.x[sub.y == c], full.x[members[: int((sub.y == c).sum())]])
+    for bad in (0, 1443, 2.5):
+        with pytest.raises(GanforgeError, match="data.n: expected a number of images in \\[1, 1442\\]"):
+            Digits(split="train", n=bad)

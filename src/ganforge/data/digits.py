@@ -7,6 +7,9 @@ where GAN papers use MNIST (e.g. the stacked-digits mode-coverage benchmark).
 
 Splits are fixed and stratified: within each class, every 5th image (in file order) is held out as "test"
 (355 images); "train" is the rest (1,442); "all" is every image.
+
+`n` keeps a fixed, class-balanced subset of the split for low-data experiments: the first images of each class in
+file order, n // 10 per class and one more for the first n % 10 classes (n = 100: ten of each digit).
 """
 from __future__ import annotations
 
@@ -69,17 +72,41 @@ def digit_bank(split: str = "train", resolution: int = 8) -> tuple[torch.Tensor,
     return x, torch.from_numpy(labels[idx].copy())
 
 
+def balanced_subset(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+    """Indices of the first n // K images of each class (one more for the first n % K classes), in file order."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(labels):
+        raise GanforgeError(f"data.n: expected a number of images in [1, {len(labels)}], got {n!r}")
+    keep = []
+    for c in range(num_classes):
+        want = n // num_classes + (1 if c < n % num_classes else 0)
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < want:
+            raise GanforgeError(f"data.n: {n} images need {want} of class {c}, but the split has {len(members)}")
+        keep.append(members[:want])
+    return torch.cat(keep).sort().values
+
+
 @DATASETS.register("digits")
 class Digits(TensorDataset):
     """scikit-learn 8x8 handwritten digits (1,797 images, 10 classes), optionally upsampled; offline."""
 
     def __init__(self, *, split: str = "train", cache_dir: str | None = None, resolution: int = 8,
-                 channels: int = 1):
+                 channels: int = 1, n: int | None = None):
+        """
+        Args:
+            resolution: 8 (native), 16 or 32 (bilinear upsampling).
+            channels: 1 (gray) or 3 (gray repeated).
+            n: keep a class-balanced subset of this many images of the split (None: all of it).
+        """
         if channels not in (1, 3):
             raise GanforgeError(f"data.channels: expected 1 or 3, got {channels}")
         bank, labels = digit_bank(split, resolution)
+        if n is not None:
+            keep = balanced_subset(labels, n, 10)
+            bank, labels = bank[keep], labels[keep]
         x = bank[:, None].repeat(1, channels, 1, 1).contiguous()  # (M, C, H, W), gray repeated for RGB
         info = DataInfo((channels, resolution, resolution), 10, ImageModality())
-        fp = fingerprint("digits", {"split": split, "resolution": resolution, "channels": channels}, x, labels)
+        fp = fingerprint("digits", {"split": split, "resolution": resolution, "channels": channels, "n": n}, x,
+                         labels)
         super().__init__(x, labels, info, fp)
         self.class_names = [str(i) for i in range(10)]
