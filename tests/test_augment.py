@@ -66,7 +66,10 @@ def test_diffaugment_is_reproducible_from_the_global_seed_and_random_per_call():
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_a_sample_is_augmented_the_same_in_any_shard_of_the_global_batch(name):
     """Rows of the global batch drawn by one process, by 2 ranks or in 4 accumulation rounds get the same transform."""
-    active = {"p": 0.5} if AUGMENTATIONS.get(name).accepts("p") else {}  # adaptive ones start at p = 0: no-op
+    entry = AUGMENTATIONS.get(name)
+    active = {"p": 0.5} if entry.accepts("p") else {}  # adaptive ones start at p = 0: no-op
+    if entry.accepts("augment"):  # a wrapper (APA: its own draws are in prepare, tested in its file) augments inside
+        active["augment"] = {"name": "diffaugment"}
     aug = AUGMENTATIONS.build(name, active)
     x = images(b=8)
     whole = aug(x, rng=SampleRNG(("k",), slice(0, 8), 8))

@@ -1,0 +1,174 @@
+"""APA: adaptive pseudo augmentation (Jiang et al., "Deceive D: Adaptive Pseudo Augmentation for GAN Training with
+Limited Data", NeurIPS 2021).
+
+In D phases, before any term computes (`prepare(ctx)`), each real of the micro-batch is replaced with probability p
+by the detached fake of the same row, and D is then trained with the *real* label on the mixed batch:
+
+    x~_r = flag * x_f + (1 - flag) * x_r,   flag ~ Bernoulli(p) per sample (one `ctx.sample_rng()` draw),
+
+so the row's flag is the same under one process, N ranks or any accumulation round. Class-conditional runs give the
+replaced rows the fake's label (y~_r = y_f there). Everything that reads `ctx.real` afterwards sees x~_r: the
+adversarial loss, R1 (as in DeceiveD) and the `d_real_sign` statistic. G phases are left alone.
+The fakes are those of the same D step (`ctx.fake`, cached, so D(fake) sees the very same fakes), as in StudioGAN
+(`utils/apa_aug.py`); DeceiveD instead reuses the fakes of the latest G-main forward, which this trainer does not
+keep across phases. Only the cached D(real) is dropped after the substitution; the cached fake and D(fake) are kept.
+
+p follows `schedule`, as ADA's (`ada.py`, shared rule in `adaptive.py`):
+- "adaptive": every `interval` D steps, lambda_r = E[sign D(x~_r)] over the window (measured after the
+  substitution, the trainer's `d_real_sign`) and p <- clip(p + sign(lambda_r - target) * N_window /
+  (apa_kimg * 1000), 0, 1), N_window = batch_size * interval. With B = 64, interval 4, apa_kimg 500:
+  |dp| = 5.12e-4 per adjustment. Defaults: p starts at 0, target 0.6, apa_kimg 500 (the paper uses 100 on resume).
+- "fixed": p stays at `p`.
+- "linear": p = p + (p_end - p) * progress, set every `interval` D steps.
+DeceiveD only clamps p at 0; like StudioGAN (and ADA here) it is clamped to [0, 1], which is where a probability
+lives. p is a float64 buffer (checkpointed) logged as `apa_p`; the last lambda_r is logged as `apa_rt` in every
+schedule.
+
+`augment` (default none) names an image augmentation applied on top (DeceiveD's --with-dataaug), built from
+AUGMENTATIONS with the run's build context: `forward` applies it to every batch D sees, `update` forwards the
+statistics to it when it is stateful (e.g. ADA, whose window must then be APA's `interval`), and its state is part of
+this module's state_dict (`inner.*`). APA cannot wrap APA.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from ..errors import GanforgeError
+from ..registries import AUGMENTATIONS
+from ..training.rng import SampleRNG
+from ..training.stats import is_stateful
+from .adaptive import overfitting_step
+from .base import Augment
+
+if TYPE_CHECKING:
+    from ..objectives.base import Context
+
+
+def _number(key: str, value: float, low: float, high: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise GanforgeError(f"augment.{key}: expected {what}, got {value!r}")
+    return float(value)
+
+
+def _build_inner(spec: str | dict | None, context: dict[str, Any]) -> Augment:
+    """The augmentation named by the `augment` option ({name: ..., **options} or a name), with the build context."""
+    where = "augment.augment"
+    if spec is None:
+        spec = {"name": "none"}
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec.get("name"), str):
+        raise GanforgeError(f"{where}.name: expected the name of an augmentation (one of: "
+                            f"{', '.join(n for n in AUGMENTATIONS.names() if n != 'apa')}), got {spec.get('name')!r}")
+    if spec["name"] == "apa":
+        raise GanforgeError(f"{where}: APA cannot wrap APA; choose an image augmentation (e.g. diffaugment or ada)")
+    options = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        inner = AUGMENTATIONS.build(spec["name"], options, where=where, **context)
+    except GanforgeError as e:  # constructors name their keys "augment.<key>"; here they live under augment.augment
+        msg = str(e)
+        if msg.startswith("augment.") and not msg.startswith(where):
+            raise GanforgeError(where + msg[len("augment"):]) from None
+        raise
+    if isinstance(inner, APA):  # e.g. a plugin registering a subclass under another name
+        raise GanforgeError(f"{where}: APA cannot wrap APA ({spec['name']!r} is one)")
+    return inner
+
+
+@AUGMENTATIONS.register("apa")
+class APA(Augment):
+    """APA (Jiang 2021): D phases see each real replaced by the same row's fake with probability p (adapted as ADA).
+
+    Args:
+        p: initial (adaptive), constant (fixed) or starting (linear) probability of replacing a real; 0 in the paper.
+        target: lambda_r = E[sign D(x~_r)] the adaptive rule steers toward (0.6 in the paper), in [0, 1].
+        apa_kimg: thousands of real images over which p can move by 1 (500; 100 when resuming in the paper).
+        interval: D steps per adjustment (the statistics window; 4 in the paper).
+        schedule: "adaptive", "fixed" or "linear" (from p to p_end over training).
+        p_end: final probability of the linear schedule (only with schedule "linear").
+        augment: image augmentation applied on top, {name: ..., **options} (DeceiveD's --with-dataaug); none.
+    """
+
+    def __init__(self, p: float = 0.0, target: float = 0.6, apa_kimg: float = 500.0, interval: int = 4,
+                 schedule: Literal["adaptive", "fixed", "linear"] = "adaptive", p_end: float | None = None,
+                 augment: str | dict | None = None, num_classes: int | None = None, img_shape: tuple | None = None,
+                 feature_dim: int | None = None, tap_shapes: dict | None = None, total_steps: int | None = None,
+                 batch_size: int | None = None, d_steps: int | None = None, dataset_size: int | None = None):
+        super().__init__()
+        self.p_start = _number("p", p, 0.0, 1.0, "a probability in [0, 1]")
+        self.target = _number("target", target, 0.0, 1.0, "a value of E[sign D(real)] in [0, 1]")
+        if isinstance(apa_kimg, bool) or not isinstance(apa_kimg, (int, float)) or not apa_kimg > 0:
+            raise GanforgeError(f"augment.apa_kimg: expected a positive number of kimg, got {apa_kimg!r}")
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise GanforgeError(f"augment.interval: expected a whole number of D steps >= 1, got {interval!r}")
+        if schedule not in ("adaptive", "fixed", "linear"):
+            raise GanforgeError(f"augment.schedule: expected one of 'adaptive', 'fixed', 'linear', got {schedule!r}")
+        if schedule == "linear" and p_end is None:
+            raise GanforgeError("augment.p_end: schedule 'linear' needs p_end, the probability at the end of training")
+        if schedule != "linear" and p_end is not None:
+            raise GanforgeError(f"augment.p_end: only used with schedule 'linear', but schedule is {schedule!r}")
+        self.p_end = None if p_end is None else _number("p_end", p_end, 0.0, 1.0, "a probability in [0, 1]")
+        self.apa_kimg, self.schedule, self.update_every = float(apa_kimg), schedule, interval
+        context = dict(num_classes=num_classes, img_shape=img_shape, feature_dim=feature_dim, tap_shapes=tap_shapes,
+                       total_steps=total_steps, batch_size=batch_size, d_steps=d_steps, dataset_size=dataset_size)
+        self.inner = _build_inner(augment, {k: v for k, v in context.items() if v is not None})
+        if is_stateful(self.inner) and self.inner.update_every != interval:  # one statistics window feeds both
+            raise GanforgeError(f"augment.augment.interval: the inner augmentation adapts every "
+                                f"{self.inner.update_every} D steps, APA every {interval}; set both intervals equal")
+        self.register_buffer("p", torch.tensor(self.p_start, dtype=torch.float64))
+        self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float64))  # last lambda_r (NaN: none yet)
+        self._p = self.p_start  # python copy of the buffer: prepare needs no device sync
+
+    # -------------------------------------------------------------------------------------- the pseudo-real swap
+    def prepare(self, ctx: "Context") -> None:
+        """D phases: x~_r = flag * x_f + (1 - flag) * x_r per row, flag ~ Bernoulli(p); labels follow the fakes."""
+        hook = getattr(self.inner, "prepare", None)
+        if hook is not None:
+            hook(ctx)
+        if ctx.phase != "D" or self._p == 0.0:  # p is the same on every rank, so every rank skips alike
+            return
+        real = ctx.real
+        flag = ctx.sample_rng().bernoulli(self._p, real.shape[0], device=real.device)  # (B,) bool
+        fake = ctx.fake  # this D step's detached fakes, cached: D(fake) will use the same ones
+        ctx.real = torch.where(flag.view(-1, *[1] * (real.dim() - 1)), fake.to(real.dtype), real)
+        if ctx.y_real is not None and ctx.y_fake is not None:
+            ctx.y_real = torch.where(flag, ctx.y_fake, ctx.y_real)
+        ctx._cache.pop("d_real", None)  # D(real) of the old batch (if a term's prepare made it) is stale
+
+    def forward(self, x: torch.Tensor, rng: SampleRNG | None = None) -> torch.Tensor:
+        return self.inner(x, rng=rng)
+
+    # -------------------------------------------------------------------------------------------------- the p rule
+    def update(self, stats: dict[str, float]) -> None:
+        """Move p by the schedule (module docstring) and hand the window to a stateful inner augmentation."""
+        if is_stateful(self.inner):
+            self.inner.update(stats)
+        rt = float(stats.get("d_real_sign", float("nan")))
+        if math.isfinite(rt):
+            self.rt.fill_(rt)
+        if self.schedule == "linear":
+            progress = min(max(float(stats["progress"]), 0.0), 1.0)
+            self._set_p(self.p_start + (self.p_end - self.p_start) * progress)
+        elif self.schedule == "adaptive":
+            moved = overfitting_step(self._p, stats, self.target, self.apa_kimg, "apa's adaptive p")
+            if moved is not None:
+                self._set_p(moved[0])
+
+    def _set_p(self, value: float) -> None:
+        self.p.fill_(value)
+        self._p = float(value)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._p = float(self.p)
+
+    def log_values(self) -> dict[str, float]:
+        rt = float(self.rt)
+        return {"apa_p": self._p, **({"apa_rt": rt} if math.isfinite(rt) else {}), **self.inner.log_values()}
+
+    def extra_repr(self) -> str:
+        return (f"p={self._p:.6g}, schedule={self.schedule!r}, target={self.target}, apa_kimg={self.apa_kimg}, "
+                f"interval={self.update_every}")
