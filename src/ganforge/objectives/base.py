@@ -14,6 +14,8 @@ What a term declares (class attributes; the framework reads them, never the term
 - `trains_with`: "G" or "D" — the optimizer that steps the term's own parameters when the term is an `nn.Module`
   (InfoGAN's Q head trains with G, ContraGAN's proxies with D); they are frozen in the other network's phases and
   checkpointed with the term;
+- `may_be_negative`: its D-side values can be negative by design (an entropy or cosine term); losses and
+  penalties are >= 0 otherwise;
 - `update_every`: a term with an `update(stats)` method receives the statistics of its phase (see
   `training/stats.py`) every `update_every` runs of that phase, reduced over ranks; `state_dict` /
   `load_state_dict` make any state part of the checkpoint, `log_values()` adds numbers to the training log.
@@ -56,6 +58,7 @@ class ObjectiveTerm:
     decomposable: bool = True
     trains_with: str = "D"
     update_every: int = 1
+    may_be_negative: bool = False
 
     def d_terms(self, ctx: "Context") -> dict[str, torch.Tensor]:
         return {}
