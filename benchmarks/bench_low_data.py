@@ -190,12 +190,17 @@ def main() -> None:
         futures = {pool.submit(launch, s): s for s in todo}
         for f in cf.as_completed(futures):
             s = futures[f]
-            r = {k: v for k, v in s.items() if k not in ("config", "overrides", "out", "preset")} | f.result()
+            try:
+                result = f.result()
+            except RuntimeError as e:  # reported; the run is retried the next time the benchmark is started
+                print(e, flush=True)
+                continue
+            r = {k: v for k, v in s.items() if k not in ("config", "overrides", "out", "preset")} | result
             done[s["key"]] = r
             with results_file.open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(json.dumps(r), flush=True)
-    rows = [done[s["key"]] for s in specs]
+    rows = [done[s["key"]] for s in specs if s["key"] in done]
     if a.mee:
         print(table(rows, ("method",), ("modes", "kl", "train_cpu_min")))
     else:
