@@ -70,6 +70,8 @@ class TrainConfig:
     guard_output: float = 100.0  # ... when generated samples exceed this multiple of the largest real |value|
     guard_collapse: float = 1e-3  # ... when the spread of G's samples stays below this fraction of the data's
     guard_patience: int = 100  # ... for this many G steps in a row
+    init_from: str | None = None  # a new run starts from this source run's (or checkpoint file's) G, D and G_ema
+    # weights, with fresh optimizers at step 0 (fine-tuning); ignored when the run resumes from its own checkpoint
 
 
 @dataclass
@@ -306,6 +308,8 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.train.threads < 0:
         raise GanforgeError(f"train.threads: expected a thread count >= 0 (0: torch's default), got "
                             f"{cfg.train.threads}")
+    if cfg.train.init_from is not None and not cfg.train.init_from.strip():
+        raise GanforgeError("train.init_from: expected a source run directory or checkpoint file (or null), got ''")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise GanforgeError(f"train.ema_decay: expected a value in [0, 1), got {cfg.train.ema_decay}")
     if cfg.train.batch_size % cfg.train.accumulate:

@@ -44,6 +44,8 @@ DATASETS = Registry("dataset", context=("split", "cache_dir"))
 BACKBONES = Registry("backbone", context=("weights", "device"))
 # evaluation metrics: `cls(**opts) -> Metric`
 METRICS = Registry("metric")
+# sampling-time methods that use D (DDLS, DRS): `cls(**opts) -> Sampler` (samplers/base.py)
+SAMPLERS = Registry("sampler")
 
 ALL = {
     "architectures": ARCHITECTURES,
@@ -55,6 +57,7 @@ ALL = {
     "datasets": DATASETS,
     "backbones": BACKBONES,
     "metrics": METRICS,
+    "samplers": SAMPLERS,
 }
 
 COMPONENT_PACKAGES = (
@@ -64,6 +67,7 @@ COMPONENT_PACKAGES = (
     "ganforge.objectives",
     "ganforge.augment",
     "ganforge.metrics",
+    "ganforge.samplers",
 )
 ENTRY_POINT_GROUP = "ganforge.plugins"
 

@@ -2,6 +2,10 @@
 
 Arguments are checked here, before any sample is drawn, with one-line errors naming them (`n`, `seed`, `batch_size`,
 `labels`, `truncation`), since the API's `generate(G, n)` is where a user's values enter.
+
+`sampler=` draws through a sampling-time method that uses D (`ganforge list samplers`: ddls, drs; see
+`ganforge.samplers`), with `D=` the discriminator (default: the one exported next to an exported G). A generator bound
+to a sampler (`samplers.SampledGenerator`) draws through it too. Without one, sampling is plain G sampling.
 """
 from __future__ import annotations
 
@@ -56,11 +60,21 @@ def latents(G: torch.nn.Module, n: int, seed: int, labels: int | torch.Tensor | 
 
 def generate_batches(G: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 256,
                      labels: int | torch.Tensor | None = None, truncation: float | None = None,
-                     device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield (model-space samples on CPU, labels) batches; samples depend only on (seed, index), not batch size.
+                     device: torch.device | str | None = None, sampler=None, D=None, data=None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield (model-space samples on CPU, labels) batches; plain samples depend only on (seed, index), not batch size.
 
-    The arguments are checked (and the latents drawn) when this is called, not at the first batch.
+    The arguments are checked (and the latents drawn) when this is called, not at the first batch. `sampler`: a
+    sampler spec ("ddls:steps=100", {"name": "drs"}, a Sampler; None / "none": plain sampling) drawing with `D` (a
+    module or export path; None: the one exported next to G) and, for calibration, `data` (see ganforge.samplers).
     """
+    if sampler is not None or not isinstance(G, torch.nn.Module):  # a sampler asked for, or G already bound to one
+        from .samplers.base import SampledGenerator, bind
+
+        G = bind(G, sampler, D, device, data)
+        if isinstance(G, SampledGenerator):
+            return G.generate_batches(n, seed=seed, batch_size=batch_size, labels=labels, truncation=truncation,
+                                      device=device)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if device is None:
         param = next(iter(G.parameters()), None)

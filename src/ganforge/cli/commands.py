@@ -70,6 +70,9 @@ def add_sample(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
     p.add_argument("--truncation", type=float, default=None, help="truncation threshold psi (resample |z| > psi)")
+    p.add_argument("--sampler", default=None, help="draw with a method that uses the run's exported D: ddls or drs, "
+                                                    "with options ddls:steps=100:step_size=0.01 (`ganforge list "
+                                                    "samplers`); default none: plain G sampling")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sample)
 
@@ -81,12 +84,14 @@ def cmd_sample(args) -> int:
     import torch
 
     from ..data.base import image_grid, modality_from_config
+    from ..samplers.base import bind, build_sampler
     from ..sampling import generate
     from ..training.export import load_generator
     from ..training.logging import save_png
 
     if args.n < 1:
         raise GanforgeError(f"--n: expected a positive number of samples, got {args.n}")
+    sampler = build_sampler(args.sampler)  # a bad name or option fails before anything is loaded
     G = load_generator(args.source, device=check_device(args.device))
     if args.label is not None and not 0 <= args.label < max(G.num_classes, 0):
         what = "is unconditional" if G.num_classes == 0 else f"has classes 0..{G.num_classes - 1}"
@@ -102,8 +107,9 @@ def cmd_sample(args) -> int:
                             f"a scatter plot")
     grid = out.suffix.lower() == ".png"
     _writable_dir(out.parent if grid else out, "--out")  # before generating: a bad path fails fast
+    source = bind(G, sampler, device=args.device)  # with a sampler: G and the D exported next to it
     with torch.no_grad():
-        x = generate(G, args.n, seed=args.seed, labels=args.label, truncation=args.truncation, device=args.device)
+        x = generate(source, args.n, seed=args.seed, labels=args.label, truncation=args.truncation, device=args.device)
     if grid:
         save_png(modality.render(x), out)
         print(f"wrote {out} ({args.n} samples)")
@@ -111,6 +117,8 @@ def cmd_sample(args) -> int:
         for i, img in enumerate(modality.from_model(x)):
             save_png(image_grid(img[None], nrow=1, pad=0), out / f"{i:06d}.png")
         print(f"wrote {args.n} images to {out}")
+    if sampler is not None and sampler.summary():
+        print(sampler.summary())
     return 0
 
 
@@ -118,7 +126,7 @@ def cmd_sample(args) -> int:
 def add_list(sub) -> None:
     p = sub.add_parser("list", help="list registered components (or presets)")
     p.add_argument("kind", nargs="?", help="architectures, g-conditioning, d-heads, losses, regularizers, "
-                                           "augmentations, datasets, backbones, metrics or presets")
+                                           "augmentations, datasets, backbones, metrics, samplers or presets")
     p.set_defaults(func=cmd_list)
 
 

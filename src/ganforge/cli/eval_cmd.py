@@ -3,7 +3,10 @@
 Output: one line per result, metric values first, then the sample counts actually used (`n`, and `n_ref` when there
 is a reference); `--json FILE` writes the same results as an object, plus `protocol` (what was requested):
     {"fid": 12.3, ..., "n": 40, "n_ref": 10000,
-     "protocol": {"backbone": ..., "n": 500, "n_ref": null, "seed": 0, "source": ..., "ref": ..., "metrics": [...]}}
+     "protocol": {"backbone": ..., "n": 500, "n_ref": null, "seed": 0, "source": ..., "ref": ..., "metrics": [...],
+                  "sampler": null}}
+`--sampler drs` (or `ddls:steps=100`, ...) draws the generated images through a sampling-time method that uses the
+run's exported D (`ganforge list samplers`); DRS adds `acceptance_rate` to the results.
 `n` can be smaller than `--n` (an image set with fewer images is evaluated on all it has, with a warning); metrics
 warn when N is below what they need to mean much, and fail when they are undefined at that N.
 """
@@ -27,6 +30,9 @@ def add_eval(sub) -> None:
     p.add_argument("--ref", help="reference set (not needed for IS alone; mode metrics default to a run's own data)")
     p.add_argument("--metrics", default="fid", help="comma-separated metric names (`ganforge list metrics`), each "
                                                     "with optional options: kid:subsets=50:subset_size=500")
+    p.add_argument("--sampler", default=None, help="draw generated images with a method that uses D: ddls or drs, "
+                                                    "with options ddls:steps=100:step_size=0.01 (`ganforge list "
+                                                    "samplers`); default none: plain G sampling")
     p.add_argument("--backbone", default="inception-fid")
     p.add_argument("--weights", help="local weights file for the backbone (offline use)")
     p.add_argument("--resize", help="resize protocol: tf-bilinear, clean or torch-bilinear")
@@ -62,7 +68,8 @@ def cmd_eval(args) -> int:
         if value:  # checked before evaluating, so a bad path does not waste the evaluation
             _writable_dir(Path(value).parent, flag)
     ev = Evaluator(ref, metrics, args.backbone, args.weights, args.resize, args.n_ref, args.batch_size,
-                   args.device, args.seed, progress=not args.no_progress, use_cache=not args.no_cache)
+                   args.device, args.seed, progress=not args.no_progress, use_cache=not args.no_cache,
+                   sampler=args.sampler)
     results = ev(args.source, args.n)
     if args.save_ref:
         if ev.real is None:
@@ -73,7 +80,8 @@ def cmd_eval(args) -> int:
     if args.json_out:
         backbone = ev.backbone.protocol_id() if ev.backbone is not None else None
         payload = {**results, "protocol": {"backbone": backbone, "n": args.n, "n_ref": args.n_ref, "seed": args.seed,
-                                           "source": args.source, "ref": args.ref, "metrics": metrics}}
+                                           "source": args.source, "ref": args.ref, "metrics": metrics,
+                                           "sampler": args.sampler}}
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

@@ -37,22 +37,29 @@ def build_backbone(name: str = "inception-fid", weights: str | None = None, devi
 MetricSpec = Union[str, Mapping[str, Any]]
 
 
-def parse_metrics(text: str) -> list[MetricSpec]:
-    """`"fid,kid:subsets=50:subset_size=500"` -> ["fid", {"name": "kid", "subsets": 50, "subset_size": 500}]."""
+def parse_named_options(item: str, kind: str = "metric", example: str = "kid:subsets=50") -> tuple[str, dict]:
+    """`"kid:subsets=50:subset_size=500"` -> ("kid", {"subsets": 50, "subset_size": 500}); values parsed as YAML
+    scalars, as in config overrides. Shared by `--metrics` and `--sampler`."""
     from ..config import parse_value
 
+    name, *options = item.split(":")
+    opts = {}
+    for option in options:
+        key, eq, value = option.partition("=")
+        if not eq or not key.strip():
+            raise GanforgeError(f"{kind} {name}: option {option!r} is not KEY=VALUE (e.g. {example})")
+        opts[key.strip()] = parse_value(value)
+    return name.strip(), opts
+
+
+def parse_metrics(text: str) -> list[MetricSpec]:
+    """`"fid,kid:subsets=50:subset_size=500"` -> ["fid", {"name": "kid", "subsets": 50, "subset_size": 500}]."""
     specs: list[MetricSpec] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        name, *options = item.split(":")
-        opts = {}
-        for option in options:
-            key, eq, value = option.partition("=")
-            if not eq or not key.strip():
-                raise GanforgeError(f"metric {name}: option {option!r} is not KEY=VALUE (e.g. kid:subsets=50)")
-            opts[key.strip()] = parse_value(value)
-        specs.append({"name": name.strip(), **opts} if opts else name.strip())
+        name, opts = parse_named_options(item)
+        specs.append({"name": name, **opts} if opts else name)
     return specs
 
 
@@ -90,12 +97,15 @@ class Evaluator:
     def __init__(self, reference: Any, metrics: Sequence[MetricSpec] | str = ("fid",), backbone: str | torch.nn.Module =
                  "inception-fid", weights: str | None = None, resize: str | None = None, n_ref: int | None = None,
                  batch_size: int = 100, device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-                 use_cache: bool = True):
+                 use_cache: bool = True, sampler: Any = None, discriminator: Any = None):
+        from ..samplers.base import build_sampler
+
         n_ref = check_int(n_ref, "n_ref", minimum=1, allow_none=True)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         seed = check_int(seed, "seed")
         check_device(device, "device")
         chosen = build_metrics(metrics)
+        self.sampler, self.discriminator = build_sampler(sampler), discriminator  # checked before any extraction
         # metrics on generated samples themselves (mode coverage) need no backbone and a reference *dataset*
         self.sample_metrics = [m for m in chosen if getattr(m, "on_samples", False)]
         self.metrics = [m for m in chosen if not getattr(m, "on_samples", False)]
@@ -136,7 +146,8 @@ class Evaluator:
                                 f"gives {dim} (saved with another backbone?)")
 
     def features(self, source: Any, n: int | None) -> Features:
-        src = resolve(source, n, seed=self.seed, device=self.device, role="source")
+        src = resolve(source, n, seed=self.seed, device=self.device, role="source", sampler=self.sampler,
+                      discriminator=self.discriminator)
         if isinstance(src, Features):
             return src
         return extract_features(src, self.backbone, self.fake_needs, self.batch_size, self.progress)
@@ -145,12 +156,15 @@ class Evaluator:
         """Metric values, then `n` (source samples used) and `n_ref` (reference samples used, when there is one).
 
         With only sample metrics (modes), `n` is the count their protocol draws (the dataset's `mode_samples`).
+        With a sampler, its report (DRS: `acceptance_rate`) follows the metric values.
         """
         n = check_int(n, "n", minimum=1, allow_none=True)
         out: dict[str, float | int] = {}
         counts: dict[str, int] = {}
         if self.sample_metrics:
-            G = resolve_generator(source, self.device, "source")
+            from ..samplers.base import bind
+
+            G = bind(resolve_generator(source, self.device, "source"), self.sampler, self.discriminator, self.device)
             for m in self.sample_metrics:
                 out.update(m.compute_samples(G, self.mode_dataset, self.seed, self.device))
             counts["n"] = int(self.mode_dataset.mode_samples)
@@ -160,6 +174,8 @@ class Evaluator:
             counts["n"] = fake.n
             if self.real is not None:
                 counts["n_ref"] = self.real.n
+        if self.sampler is not None:
+            out.update(self.sampler.report())
         return {**out, **counts}
 
     def _feature_metrics(self, fake: Features) -> dict[str, float]:
@@ -179,7 +195,7 @@ def evaluate(source: Any, reference: Any = None, metrics: Sequence[MetricSpec] |
              backbone: str | torch.nn.Module = "inception-fid", n: int | None = None, weights: str | None = None,
              resize: str | None = None, n_ref: int | None = None, batch_size: int = 100,
              device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-             use_cache: bool = True) -> dict[str, float | int]:
+             use_cache: bool = True, sampler: Any = None, discriminator: Any = None) -> dict[str, float | int]:
     """Evaluate `source` against `reference`.
 
     Args:
@@ -193,9 +209,13 @@ def evaluate(source: Any, reference: Any = None, metrics: Sequence[MetricSpec] |
             reference images (None: all).
         resize: resize protocol (tf-bilinear, clean, torch-bilinear); None keeps the backbone's default.
         seed: latent/label seed for generated images and subset seed for image sets.
+        sampler: draw a generator's images through a sampling-time method that uses D (`ganforge list samplers`):
+            "ddls", "drs:burn_in=5000", {"name": "drs", "gamma": 0.0}, a Sampler; None / "none": plain G sampling.
+        discriminator: the sampler's D (a module or export path); None: the one exported next to the generator.
     Returns:
         {"fid": ..., "kid": ..., "kid_std": ..., "is": ..., "is_std": ..., "precision": ..., ...,
-         "n": source samples used, "n_ref": reference samples used (absent without a reference)}.
+         "n": source samples used, "n_ref": reference samples used (absent without a reference)}; with DRS also
+        "acceptance_rate" (accepted / proposed samples).
         A fixed image set with fewer images than n (n_ref) is evaluated on all it has, with a warning; a metric warns
         when N is below what it needs to mean much, and raises a GanforgeError when it is undefined at that N.
     Raises:
@@ -203,7 +223,8 @@ def evaluate(source: Any, reference: Any = None, metrics: Sequence[MetricSpec] |
         integer; device: an available torch device), naming the argument.
     """
     check_int(n, "n", minimum=1, allow_none=True)  # before the reference is extracted
-    ev = Evaluator(reference, metrics, backbone, weights, resize, n_ref, batch_size, device, seed, progress, use_cache)
+    ev = Evaluator(reference, metrics, backbone, weights, resize, n_ref, batch_size, device, seed, progress, use_cache,
+                   sampler, discriminator)
     return ev(source, n)
 
 

@@ -28,15 +28,24 @@ class ImageSource:
     fingerprint: str | None  # None: not cacheable (generated images)
     batches: Callable[[int], Batches]  # batch_size -> uint8 image batches with labels (or None)
     has_labels: bool = False
+    generated: bool = False  # drawn from a generator (not a fixed image set)
 
 
 def from_generator(G: nn.Module, n: int, seed: int = 0, device: torch.device | str | None = None,
-                   truncation: float | None = None, description: str = "generator") -> ImageSource:
-    """n images of G (class labels drawn uniformly for conditional G), quantized to uint8 with rounding."""
+                   truncation: float | None = None, description: str = "generator", sampler=None,
+                   discriminator=None) -> ImageSource:
+    """n images of G (class labels drawn uniformly for conditional G), quantized to uint8 with rounding.
+
+    `sampler` (e.g. "drs", "ddls:steps=100"; None: plain G) draws them through a sampling-time method that uses D:
+    `discriminator` (a module or export path), by default the one exported next to G (see ganforge.samplers).
+    """
     if len(getattr(G, "img_shape", ())) != 3:
         raise GanforgeError(f"{description}: produces points, not images; image metrics need an image generator "
                             f"(use the mode metrics for 2-D sets)")
+    from ..samplers.base import bind
     from ..sampling import generate_batches
+
+    G = bind(G, sampler, discriminator, device)  # G itself without a sampler
 
     quantize = ImageModality().from_model
     was_training = G.training
@@ -50,7 +59,7 @@ def from_generator(G: nn.Module, n: int, seed: int = 0, device: torch.device | s
         finally:
             G.train(was_training)
 
-    return ImageSource(description, n, None, batches, has_labels=G.num_classes > 0)
+    return ImageSource(description, n, None, batches, has_labels=G.num_classes > 0, generated=True)
 
 
 def count_flag(role: str) -> str:
@@ -106,17 +115,28 @@ def from_tensor(images: torch.Tensor, labels: torch.Tensor | None = None, descri
     return ImageSource(description, len(images), None, batches, has_labels=labels is not None)
 
 
-def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | None = None, role: str = "source"):
+def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | None = None, role: str = "source",
+            sampler=None, discriminator=None):
     """Turn what a user passes (module, tensor, dataset, path, dataset name, preset) into an ImageSource.
 
-    Returns a `Features` object instead when `spec` is a saved statistics file.
+    Returns a `Features` object instead when `spec` is a saved statistics file. `sampler` / `discriminator` apply to
+    generators (see `from_generator`); with a fixed image set, a sampler is an error.
     """
+    out = _resolve(spec, n, seed, device, role, sampler, discriminator)
+    if sampler is not None and not getattr(out, "generated", False):
+        raise GanforgeError(f"{role}: a sampler draws from a generator, but {getattr(out, 'description', spec)} is a "
+                            f"fixed set of images or statistics; evaluate a run, an export or a generator module")
+    return out
+
+
+def _resolve(spec, n, seed, device, role, sampler, discriminator):
     from ..data.base import Dataset as _Dataset
 
     if isinstance(spec, ImageSource):
         return spec
     if isinstance(spec, nn.Module):
-        return from_generator(spec, _need_n(n, role), seed, device, description=f"{role} generator")
+        return from_generator(spec, _need_n(n, role), seed, device, description=f"{role} generator",
+                              sampler=sampler, discriminator=discriminator)
     if isinstance(spec, torch.Tensor):
         return from_tensor(spec, description=f"{role} tensor", n=n, seed=seed, flag=count_flag(role))
     if isinstance(spec, _Dataset):
@@ -138,7 +158,8 @@ def resolve(spec, n: int | None, seed: int = 0, device: torch.device | str | Non
             export = None
         if export is not None:
             G = load_generator(export, device=device or "cpu")
-            return from_generator(G, _need_n(n, role), seed, device, description=f"{role} {export}")
+            return from_generator(G, _need_n(n, role), seed, device, description=f"{role} {export}",
+                                  sampler=sampler, discriminator=discriminator)
         if (path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file():
             # a run dir without export/ would otherwise be read as an image folder of its sample grids
             raise GanforgeError(f"{role} {path}: a run directory without export/ (unfinished run?); finish or "

@@ -2,7 +2,8 @@
 
 - `Generator`: `G(z, y=None) -> x` in model space ((B, C, H, W) images in [-1, 1], or (B, D) points).
 - `DBackbone`: `D.features(x) -> h` (B, feature_dim); a D head (conditioning/) turns `(h, y)` into a `DOutput`.
-  `taps()` names the intermediate feature maps (input side first) that terms can ask for.
+  `taps()` names the intermediate feature maps (input side first) that terms can ask for; `block_list()` lists
+  the backbone's stages, input side first (block-wise methods such as FreezeD address blocks by index, never by name).
 - `Discriminator`: backbone + head, `D(x, y) -> DOutput` (with `h` and, on request, the tapped feature maps).
   Conditioning is therefore written once, not per family.
 - An architecture is a registered factory `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`.
@@ -113,6 +114,14 @@ class DBackbone(nn.Module):
     def taps(self) -> dict[str, nn.Module]:
         """Intermediate feature maps terms may ask for: name -> module whose output is the map, input side first."""
         return {}
+
+    def block_list(self) -> list[nn.Module]:
+        """The backbone's stages, input side first: disjoint, each run before the next, together holding every
+        parameter except possibly an epilogue run after the last one. Indexed, never matched by name (FreezeD). Not
+        called `blocks`: families keep their stages in a `self.blocks` submodule, which a method would shadow."""
+        raise GanforgeError(f"{type(self).__name__} does not list its blocks (DBackbone.block_list()), which "
+                            f"block-wise methods such as freeze-d need; choose an architecture whose D does (dcgan, "
+                            f"resnet, mlp)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -76,6 +76,11 @@ class DCGANDiscriminator(DBackbone):
         acts = [m for m in self.net if isinstance(m, nn.LeakyReLU)]
         return {f"block{i}": m for i, m in enumerate([acts[0], *acts[2::2]])}
 
+    def block_list(self) -> list[nn.Module]:
+        # the first conv, then each resolution level's (strided conv, conv), with their LeakyReLUs; Flatten is the
+        # epilogue. Views (slices) of `net`, so parameter names and checkpoints are unchanged.
+        return [self.net[0:2], *(self.net[i:i + 4] for i in range(2, len(self.net) - 1, 4))]
+
 
 @ARCHITECTURES.register("dcgan")
 def dcgan(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: int = 100, g_ch: int = 64,

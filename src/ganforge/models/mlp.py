@@ -69,6 +69,10 @@ class MLPDiscriminator(DBackbone):
     def taps(self) -> dict[str, nn.Module]:
         return {f"block{i}": m for i, m in enumerate(m for m in self.net if isinstance(m, nn.LeakyReLU))}
 
+    def block_list(self) -> list[nn.Module]:
+        # each hidden layer (Linear, LeakyReLU); the first also holds the input's Flatten
+        return [self.net[0:3], *(self.net[i:i + 2] for i in range(3, len(self.net), 2))]
+
 
 @ARCHITECTURES.register("mlp")
 def mlp(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: int = 16, hidden: int = 256,

@@ -83,6 +83,9 @@ class ResNetDiscriminator(DBackbone):
     def taps(self) -> dict[str, nn.Module]:
         return {f"block{i}": block for i, block in enumerate(self.blocks)}  # each block's output
 
+    def block_list(self) -> list[nn.Module]:
+        return list(self.blocks)  # optimized block, down blocks, two plain blocks; ReLU + sum pooling: no parameters
+
 
 @ARCHITECTURES.register("resnet")
 def resnet(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: int = 128, g_ch: int = 256,

@@ -122,10 +122,15 @@ def build_run(cfg: RunConfig, cache_dir: str | None = None) -> RunParts:
 
 
 def export_meta(cfg: RunConfig, parts: RunParts, step: int) -> dict:
-    """What `load_generator` needs to rebuild G without the training code path."""
+    """What `load_generator` / `load_discriminator` need to rebuild G and D without the training code path.
+
+    `loss` is provenance: D's logit is a log density ratio (what DDLS / DRS read it as) only for the logistic losses.
+    """
     return {
         "architecture": {"name": cfg.model.name, "options": cfg.model.options},
         "g_conditioning": {"name": cfg.g_cond.name, "options": cfg.g_cond.options},
+        "d_head": {"name": cfg.d_head.name, "options": cfg.d_head.options},
+        "loss": {"name": cfg.loss.name, "options": cfg.loss.options},
         "img_shape": list(parts.dataset.info.shape),
         "num_classes": parts.num_classes,
         "modality": parts.dataset.info.modality.to_config(),

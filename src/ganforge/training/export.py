@@ -1,8 +1,11 @@
-"""Inference export: `generator.safetensors` + `config.json`, loadable without the training code path.
+"""Inference export: `generator.safetensors` (+ `discriminator.safetensors`) + `config.json`, loadable without the
+training code path.
 
-The config names the architecture and G conditioning with their options (a component's constructor arguments are
-its config), the sample shape, number of classes and modality; `load_generator` rebuilds G from the registries and
-loads the weights from safetensors (no pickle).
+The config names the architecture, G conditioning and D head with their options (a component's constructor arguments
+are its config), the sample shape, number of classes and modality; `load_generator` rebuilds G from the registries and
+loads the weights from safetensors (no pickle). `load_discriminator` rebuilds D (the architecture's D backbone + the
+D head) the same way; sampling-time methods that use D (DDLS, DRS: `ganforge.samplers`) need it. Exports written
+before D was exported hold G only; loading D from them is a one-line error that says how to re-export.
 """
 from __future__ import annotations
 
@@ -20,29 +23,44 @@ from ..errors import GanforgeError
 from ..fileio import crash_point, follow_umask, replace_dir, save_safetensors, staging_dir
 
 FORMAT = "ganforge-generator"
+D_FORMAT = "ganforge-discriminator"
+D_WEIGHTS = "discriminator.safetensors"
 _REQUIRED_KEYS = ("architecture", "g_conditioning", "img_shape", "num_classes", "modality")  # what loading needs
 
 
-def write_export(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """Write G's weights and config.json into the (new, private) directory `out_dir`."""
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def write_export(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: torch.nn.Module | None = None) -> Path:
+    """Write G's (and D's) weights and config.json into the (new, private) directory `out_dir`.
+
+    With D, `meta` must name its head (`d_head`: {name, options}, as `training.build.export_meta` does).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()}
-    save_safetensors(tensors, out_dir / "generator.safetensors", metadata={"format": FORMAT})
+    save_safetensors(_cpu_state(G), out_dir / "generator.safetensors", metadata={"format": FORMAT})
     crash_point("export-between-files")
-    cfg = {"format": FORMAT, "version": 1, **meta}
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    if D is not None:
+        if "d_head" not in meta:
+            raise GanforgeError("export: a discriminator is exported with its head's name and options (meta "
+                                "'d_head'); use training.build.export_meta")
+        save_safetensors(_cpu_state(D), out_dir / D_WEIGHTS, metadata={"format": D_FORMAT})
+    cfg = {"format": FORMAT, "version": 1, **meta, "discriminator": D_WEIGHTS if D is not None else None}
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))  # last: its presence marks a complete export
     return out_dir
 
 
-def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """Write G's weights and `meta` (architecture, g_conditioning, img_shape, num_classes, modality, ...) as `out_dir`.
+def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: torch.nn.Module | None = None
+                     ) -> Path:
+    """Write G's weights (and D's, when given) and `meta` (architecture, g_conditioning, d_head, img_shape,
+    num_classes, modality, ...) as `out_dir`.
 
     The directory is replaced in one step: a kill at any moment leaves the previous export or the new one, complete.
     """
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as tmp:
-        write_export(G, tmp, meta)
+        write_export(G, tmp, meta, D=D)
     return out_dir
 
 
@@ -91,7 +109,8 @@ def read_export_config(directory: Path) -> dict[str, Any]:
     return cfg
 
 
-def build_generator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
+def _build_pair(cfg: dict[str, Any]):
+    """The architecture's (G, D backbone) pair named by an export config."""
     from ..registries import ARCHITECTURES, G_CONDITIONING, load_all
 
     load_all()
@@ -99,25 +118,62 @@ def build_generator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
     num_classes = int(cfg["num_classes"])
     g_cond = G_CONDITIONING.build(cond["name"], cond.get("options", {}), where="g_conditioning",
                                   num_classes=num_classes)
-    pair = ARCHITECTURES.build(arch["name"], arch.get("options", {}), where="architecture",
+    return ARCHITECTURES.build(arch["name"], arch.get("options", {}), where="architecture",
                                img_shape=tuple(cfg["img_shape"]), num_classes=num_classes, g_cond=g_cond)
-    return pair.G
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild an exported generator in eval mode; `G.export_config` holds its config.json."""
-    directory = find_export(path)
-    cfg = read_export_config(directory)
-    G = build_generator_from_meta(cfg)
-    weights = directory / "generator.safetensors"
+def build_generator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
+    return _build_pair(cfg).G
+
+
+def build_discriminator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
+    """D = the architecture's D backbone + the D head named in `d_head` (as `training.build.build_models` makes it)."""
+    from ..models.base import Discriminator
+    from ..registries import D_HEADS
+
+    backbone = _build_pair(cfg).D
+    head_cfg = cfg["d_head"]
+    head = D_HEADS.build(head_cfg["name"], head_cfg.get("options", {}), where="d_head",
+                         in_features=backbone.feature_dim, num_classes=int(cfg["num_classes"]),
+                         d_sn=bool(getattr(backbone, "spectral_norm", False)))
+    return Discriminator(backbone, head)
+
+
+def _load_weights(module: torch.nn.Module, weights: Path) -> None:
     try:
         state = load_file(str(weights))
     except Exception as e:
         raise GanforgeError(f"{weights}: unreadable safetensors file ({e})") from e
     try:
-        G.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise GanforgeError(f"{weights}: weights do not match the architecture in config.json "
                             f"({str(e).splitlines()[0]})") from e
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild an exported generator in eval mode; `G.export_config` holds its config.json, `G.export_dir` its
+    directory (where `load_discriminator` finds D)."""
+    directory = find_export(path)
+    cfg = read_export_config(directory)
+    G = build_generator_from_meta(cfg)
+    _load_weights(G, directory / "generator.safetensors")
     G.export_config = cfg
+    G.export_dir = directory
     return G.to(device).eval()
+
+
+def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild the discriminator exported next to a generator (a run dir, export dir or its generator.safetensors),
+    in eval mode; `D.export_config` holds config.json."""
+    directory = find_export(path)
+    cfg = read_export_config(directory)
+    weights = directory / D_WEIGHTS
+    if not cfg.get("discriminator") or "d_head" not in cfg or not weights.is_file():
+        raise GanforgeError(f"{directory}: this export holds no discriminator ({D_WEIGHTS}), which DDLS/DRS need; "
+                            f"re-export with this version of ganforge: re-run `ganforge train` with the run's config "
+                            f"and --out (a finished run re-exports without training)")
+    D = build_discriminator_from_meta(cfg)
+    _load_weights(D, weights)
+    D.export_config = cfg
+    return D.to(device).eval()

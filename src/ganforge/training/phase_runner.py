@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import DivergenceError, GanforgeError
-from ..nn.spectral_norm import power_iterate
+from ..nn.spectral_norm import has_sn, power_iterate
 from ..objectives.base import Context, StepInfo
 from . import distributed as dist_utils
 from .phases import Phase
@@ -81,8 +81,10 @@ class PhaseRunner:
         for net, mods in t.nets.items():
             for m in mods:
                 m.requires_grad_(net == phase.net)
+        for m in t.frozen:  # blocks a term freezes (FreezeD) get no gradient in any phase
+            m.requires_grad_(False)
         for m in t.nets[phase.net]:
-            power_iterate(m)  # one spectral-norm power step per update of the network
+            _power_step(m, t.frozen)  # one spectral-norm power step per update of the network
         opt, scaler = t.opt[phase.net], t.scaler[phase.net]
         opt.zero_grad(set_to_none=True)
         listening = any(c[2] == phase.name for c in t.consumers)
@@ -163,6 +165,18 @@ class PhaseRunner:
             if window.add(reduced):
                 component.update(window.release(step=info.step, d_step=info.d_step, nimg=done, batch_size=B,
                                                 progress=info.progress, window_nimg=window.runs * B))
+
+
+def _power_step(net: torch.nn.Module, frozen: list[torch.nn.Module]) -> None:
+    """One power-iteration step for every spectral norm in `net` outside the frozen modules, whose u, v must stay put
+    (else their effective weight W / sigma(W) would move although W does not)."""
+    if not frozen:
+        power_iterate(net)
+        return
+    skip = {layer for m in frozen for layer in m.modules()}
+    for layer in net.modules():
+        if has_sn(layer) and layer not in skip:
+            power_iterate(layer)
 
 
 def _record_d_outputs(ctx: Context, recorder: StatsRecorder) -> None:

@@ -1,8 +1,9 @@
 """The training loop: phases, EMA, logging, checkpoints, export. It never branches on a component's name.
 
 Reading order: `Trainer.__init__` builds everything from the config and resumes from the latest checkpoint in the run
-directory; `Trainer.train_step` is one step (D phases for each of the optim.d_steps D steps, then G phases, EMA);
-`Trainer.run` is a flat loop around it with the periodic work. How one phase runs lives in `phase_runner.py`.
+directory (a new run may start from a source run's weights instead: `train.init_from`); `Trainer.train_step` is one
+step (D phases for each of the optim.d_steps D steps, then G phases, EMA); `Trainer.run` is a flat loop around it with
+the periodic work. How one phase runs lives in `phase_runner.py`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..objectives.base import StepInfo
 from ..sampling import generate
 from . import distributed as dist_utils
 from .build import build_run, count_params, export_meta
-from .checkpoint import atomic_save, load_latest, save_checkpoint
+from .checkpoint import atomic_save, load_checkpoint, load_latest, save_checkpoint
 from .divergence import DivergenceGuard
 from .ema import update_ema
 from .export import staged_dir, write_export, export_generator
@@ -38,6 +39,7 @@ from .stats import StatsWindow, is_stateful
 
 _AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT_FORMAT = 2  # 2: terms keyed by origin and name, statistics windows, G-phase latents of their own
+INIT_FROM = "train.init_from"  # a source run's weights for step 0 (fine-tuning); ignored when the run resumes
 
 
 class Trainer:
@@ -72,9 +74,11 @@ class Trainer:
             manual_power_iteration(net)  # spectral norm: one power step per update of its network (Miyato Alg. 1)
         self.phases = build_phases(list(self.terms.values()))
         self.nets = self._nets()
+        self.frozen = self._frozen()  # e.g. FreezeD's D blocks: no optimizer, no gradient, no SN power step
+        frozen = {id(p) for m in self.frozen for p in m.parameters()}
         o = cfg.optim
-        self.opt = {net: make_optimizer([p for m in mods for p in m.parameters()], lr, o.betas, o.eps,
-                                        lazy_ratio(self.phases, net))
+        self.opt = {net: make_optimizer([p for m in mods for p in m.parameters() if id(p) not in frozen], lr,
+                                        o.betas, o.eps, lazy_ratio(self.phases, net))
                     for net, mods, lr in (("G", self.nets["G"], o.g_lr), ("D", self.nets["D"], o.d_lr))}
         fp16 = cfg.train.amp == "fp16"
         self.scaler = {n: torch.amp.GradScaler(device.type, enabled=fp16) for n in ("G", "D")}
@@ -100,12 +104,18 @@ class Trainer:
         allowed: dict[str, tuple] = {}
         if found is not None:
             changes = rundir.config_changes(found[0].get("config", {}), cfg.to_dict())
-            allowed = rundir.check_resume(self.run_dir, found[1], changes, cfg.to_dict(), allow_config_change)
+            if changes.get(INIT_FROM) == (rundir._ABSENT, None):  # a checkpoint from before the key existed
+                del changes[INIT_FROM]
+            # train.init_from only acts at step 0 (the run's own checkpoint wins): a change is recorded, never refused
+            training = {k: v for k, v in changes.items() if k != INIT_FROM}
+            allowed = rundir.check_resume(self.run_dir, found[1], training, cfg.to_dict(), allow_config_change)
             if allowed:
                 self.notes.append(f"config changed with --allow-config-change at step {found[0]['step']}: "
                                   f"{rundir.describe(allowed)}")
             self._load_state(found[0])
             self.resumed_from = found[1]
+        elif cfg.train.init_from is not None:
+            self._init_from(cfg.train.init_from)
         if dist.is_main:
             rundir.record_start(self.run_dir, cfg, self.dataset, self.step, self.resumed_from is not None, changes,
                                 sorted(allowed), rundir.environment(torch.get_num_threads(), dist.world, str(device)))
@@ -138,6 +148,26 @@ class Trainer:
             if isinstance(term, torch.nn.Module) and any(True for _ in term.parameters()):
                 nets[term.trains_with].append(term)
         return nets
+
+    def _frozen(self) -> list[torch.nn.Module]:
+        """Modules training must leave exactly as they are, as terms declare them (`frozen_modules(D, where)`)."""
+        out: list[torch.nn.Module] = []
+        for key, term in self.terms.items():
+            if hasattr(term, "frozen_modules"):
+                out += term.frozen_modules(self.D, where=key.split(":")[0])
+        return out
+
+    def _init_from(self, source: str) -> None:
+        """train.init_from: G, D and G_ema weights from a source run; optimizers, augmentation, terms start afresh."""
+        state, path = load_source(source, self.device)
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            why = _mismatch(net.state_dict(), state.get(name))
+            if why is not None:
+                raise GanforgeError(f"{INIT_FROM}: {path}: its {name} does not fit this config's model / conditioning "
+                                    f"({why}); fine-tune with the source run's architecture options")
+            net.load_state_dict(state[name])
+        self.notes.append(f"initialized G, D and G_ema from {path} (step {state['step']} of the source run); "
+                          f"training starts at step 0 with fresh optimizers")
 
     def _consumers(self) -> list[tuple[str, Any, str, StatsWindow]]:
         """Stateful components fed with phase statistics: (key, component, phase name, window)."""
@@ -325,7 +355,7 @@ class Trainer:
                     summary.update(results)
                     if self.eval_hook.is_best(results):  # best/: G_ema export + the full state, replaced whole
                         with staged_dir(self.run_dir / "best") as tmp:
-                            write_export(self.G_ema, tmp, export_meta(cfg, self.parts, step))
+                            write_export(self.G_ema, tmp, export_meta(cfg, self.parts, step), D=self.D)
                             atomic_save(self.state_dict(), tmp / "checkpoint.pt")
                 if _due(step, t.ckpt_every, last):
                     self.last_ckpt = self.save()
@@ -334,7 +364,7 @@ class Trainer:
             if log is not None:
                 log.close()
         if main:
-            export_generator(self.G_ema, self.run_dir / "export", export_meta(cfg, self.parts, self.step))
+            export_generator(self.G_ema, self.run_dir / "export", export_meta(cfg, self.parts, self.step), D=self.D)
             if not summary and self.dataset.mode_samples > 0:
                 summary.update(self.mode_metrics())
             summary = {"step": self.step, **summary}
@@ -350,6 +380,39 @@ class Trainer:
             log.flush()
             for key, picture in write_trajectories(self.run_dir, keys).items():
                 log.tb_image(step, f"plots/{key}", picture)
+
+
+def load_source(source: str, map_location: torch.device | str = "cpu") -> tuple[dict[str, Any], Path]:
+    """The checkpoint `train.init_from` names: a checkpoint file, or the latest one of a run directory."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        try:
+            return load_checkpoint(path, map_location), path
+        except GanforgeError as e:
+            raise GanforgeError(f"{INIT_FROM}: {e}") from None
+    if path.is_dir():
+        for directory in (path / "checkpoints", path):
+            found = load_latest(directory, map_location)
+            if found is not None:
+                return found
+        raise GanforgeError(f"{INIT_FROM}: {path}: no readable checkpoint in it or in its checkpoints/; give a "
+                            f"source run directory or a checkpoint file")
+    raise GanforgeError(f"{INIT_FROM}: {path}: no such run directory or checkpoint file")
+
+
+def _mismatch(mine: dict[str, torch.Tensor], theirs: Any) -> str | None:
+    """Why a checkpoint's state dict cannot be loaded into a module with state dict `mine` (None: it can)."""
+    if not isinstance(theirs, dict):
+        return "not in the checkpoint"
+    missing, extra = [k for k in mine if k not in theirs], [k for k in theirs if k not in mine]
+    if missing or extra:
+        key, where = (missing[0], "missing from the checkpoint") if missing else (extra[0], "not in this model")
+        more = len(missing) + len(extra) - 1
+        return f"{key} {where}" + (f", and {more} more key(s) differ" if more else "")
+    for key, value in mine.items():
+        if tuple(value.shape) != tuple(theirs[key].shape):
+            return f"{key}: shape {tuple(theirs[key].shape)} in the checkpoint, {tuple(value.shape)} here"
+    return None
 
 
 def cpu_has_bf16() -> bool:
