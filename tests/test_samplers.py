@@ -158,6 +158,35 @@ def test_ddls_samples_the_energy_model_of_a_hand_made_D():
     assert torch.allclose(descent, (c / 2).expand(50, 2), atol=1e-3)  # noise 0: gradient descent to E's minimum
 
 
+# ---------------------------------------------------------------------------------------------------------- LOGAN
+def test_logan_takes_the_configured_natural_gradient_steps_on_a_linear_d():
+    """d(x) = v . x with G = identity: g = v everywhere, so each step adds alpha v / (beta + ||v||^2) to every z
+    (METHODS.md: v = (3, 4), alpha 0.9, beta 0.1 -> (0.10757, 0.14343)); k steps add k times that."""
+    from ganforge.samplers.logan import LatentOptimisationSampler
+
+    v = torch.tensor([3.0, 4.0])
+    G, D = Identity(2), LogitD(lambda x: x @ v)
+    plain = generate(G, 6, seed=1)
+    step = torch.tensor([0.9 * 3 / 25.1, 0.9 * 4 / 25.1])
+    assert torch.allclose(step, torch.tensor([0.10757, 0.14343]), atol=1e-5)
+    for k in (1, 3, 10):
+        sampler = LatentOptimisationSampler(steps=k)
+        x = generate(G, 6, seed=1, sampler=sampler, D=D)
+        torch.testing.assert_close(x - plain, (k * step).expand(6, 2), rtol=1e-5, atol=1e-6)
+        assert sampler.stats["logit_end"] - sampler.stats["logit_start"] == pytest.approx(float(k * step @ v), rel=1e-4)
+    clamped = generate(G, 6, seed=1, sampler="logan:steps=50:clamp=0.5", D=D)
+    assert clamped.abs().max() <= 0.5 and torch.allclose(clamped, torch.full_like(clamped, 0.5))
+
+
+def test_logan_moves_samples_toward_what_d_rates_most_real():
+    c = torch.tensor([2.0, -1.0])
+    G, D = Identity(2), LogitD(lambda x: -0.5 * (x - c).pow(2).sum(1))
+    sampler = build_sampler("logan:steps=30")
+    x = generate(G, 200, seed=0, sampler=sampler, D=D)
+    assert (x - c).norm(dim=1).mean() < 0.5 * (generate(G, 200, seed=0) - c).norm(dim=1).mean()
+    assert sampler.stats["logit_end"] > sampler.stats["logit_start"]
+
+
 # ----------------------------------------------------------------------------------------------------------- DRS
 def test_drs_with_gamma_zero_on_the_exact_log_ratio_samples_p_data_and_accepts_one_in_M():
     sampler = DRS(burn_in=10000, gamma=0.0)
@@ -282,6 +311,7 @@ def test_eval_from_generator_with_a_sampler_uses_D(digits_parts):
     ("ddls:steps", "sampler ddls: option 'steps' is not KEY=VALUE"),
     ("drs:percentile=101", "drs.percentile: expected a number in [0, 100]"),
     ("drs:burn=5", "drs.burn: unknown option for sampler 'drs'; valid options:"),
+    ("logan:beta=0", "logan.beta: expected a number > 0"),
 ])
 def test_bad_sampler_names_and_options_are_one_line_errors(points_run, tmp_path, capsys, spec, needle):
     rc = main(["sample", str(points_run), "--n", "4", "--out", str(tmp_path / "s.png"), "--sampler", spec])
