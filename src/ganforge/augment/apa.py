@@ -136,7 +136,7 @@ class APA(Augment):
         ctx.real = torch.where(flag.view(-1, *[1] * (real.dim() - 1)), fake.to(real.dtype), real)
         if ctx.y_real is not None and ctx.y_fake is not None:
             ctx.y_real = torch.where(flag, ctx.y_fake, ctx.y_real)
-        ctx._cache.pop("d_real", None)  # D(real) of the old batch (if a term's prepare made it) is stale
+        ctx.reset("d_real")  # D(real) of the old batch (if a term's prepare made it) is stale
 
     def forward(self, x: torch.Tensor, rng: SampleRNG | None = None) -> torch.Tensor:
         return self.inner(x, rng=rng)

@@ -173,9 +173,13 @@ class Context:
         """D(augment(fake)), cached."""
         return self._cached("d_fake", lambda: self.D_of(self.fake, self.y_fake, self.want_features))
 
-    def reset(self) -> None:
-        """Forget the cached fakes and D outputs (after a `prepare` hook changed z, the reals or D)."""
-        self._cache.clear()
+    def reset(self, *keys: str) -> None:
+        """Forget cached values ("fake", "d_real", "d_fake"; all when none are named) after a `prepare` hook changed
+        what they depend on (z, the reals or D)."""
+        if not keys:
+            self._cache.clear()
+        for key in keys:
+            self._cache.pop(key, None)
 
     def cached(self, key: str) -> Any:
         """A cached value ("fake", "d_real", "d_fake") if some term already computed it, else None."""
