@@ -161,6 +161,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--mee", action="store_true", help="MEE vs plain on the weakened stacked-digits preset instead")
     p.add_argument("--out", default=None)
+    p.add_argument("--report", action="store_true", help="print the table of the runs done so far; run nothing")
     a = p.parse_args()
     if a.child:
         print(json.dumps(run_child(json.loads(a.child))))
@@ -190,8 +191,9 @@ def main() -> None:
         for line in results_file.read_text().splitlines():
             r = json.loads(line)
             done[r["key"]] = r
-    todo = [s for s in specs if s["key"] not in done]
-    print(f"{len(specs)} runs, {len(specs) - len(todo)} already done; {a.jobs} at a time", flush=True)
+    todo = [] if a.report else [s for s in specs if s["key"] not in done]
+    if not a.report:
+        print(f"{len(specs)} runs, {len(specs) - len(todo)} already done; {a.jobs} at a time", flush=True)
     with cf.ThreadPoolExecutor(a.jobs) as pool:
         futures = {pool.submit(launch, s): s for s in todo}
         for f in cf.as_completed(futures):
