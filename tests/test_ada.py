@@ -38,8 +38,9 @@ def with_op(name: str, value, b: int = 1) -> dict[str, torch.Tensor]:
     return prm
 
 
-def geo(x: torch.Tensor, name: str, value, mode: str = "bilinear") -> torch.Tensor:
-    return ada_ops.warp(x, ada_ops.geometric_matrix(with_op(name, value, len(x))), mode)
+def geo(x: torch.Tensor, name: str, value, mode: str = "bilinear", antialias: bool = False) -> torch.Tensor:
+    """One geometric op; by default the single resampling, whose pixel positions the exact tests below check."""
+    return ada_ops.warp(x, ada_ops.geometric_matrix(with_op(name, value, len(x))), mode, antialias=antialias)
 
 
 def col(x: torch.Tensor, name: str, value) -> torch.Tensor:
@@ -114,12 +115,111 @@ def test_fractional_translation_and_scale_resample_bilinearly_about_the_centre()
     assert torch.allclose(row, torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]), atol=1e-6)
 
 
+@pytest.mark.parametrize("antialias", [False, True])
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
-def test_the_geometric_warp_of_a_constant_image_is_constant(mode):
+def test_the_geometric_warp_of_a_constant_image_is_constant(mode, antialias):
     """Reflect padding brings no border fill in, whatever the rotation or scale."""
     x = torch.full((1, 3, 9, 9), 0.7)
     for name in GEOMETRIC:
-        assert torch.allclose(geo(x, name, OP_VALUES[name], mode), x, atol=1e-5), name
+        assert torch.allclose(geo(x, name, OP_VALUES[name], mode, antialias), x, atol=1e-5), name
+    shrunk = ada_ops.geometric_matrix(with_op("scale", 0.3))  # reads reach far past the border
+    assert torch.allclose(ada_ops.warp(x, shrunk, mode, antialias=antialias), x, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- anti-aliased warp
+def smooth(n: int = 32) -> torch.Tensor:
+    """A band-limited (1, 1, n, n) float64 image, amplitude 1.5: two oblique cosines of ~10 px period (0.1 cycle/px)."""
+    r = torch.arange(n, dtype=torch.float64)
+    return continuous(r.view(1, -1), r.view(-1, 1)).view(1, 1, n, n)
+
+
+def continuous(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    """The function `smooth` samples, at column tx and row ty (pixels)."""
+    return (torch.cos(2 * math.pi * (tx / 16 + ty / 13) + 0.3)
+            + 0.5 * torch.cos(2 * math.pi * (-tx / 11 + ty / 17) + 1.0))
+
+
+INNER = (..., slice(6, -6), slice(6, -6))  # 6 px away from the border
+
+
+def test_the_filter_taps_are_the_sym6_orthonormal_wavelet_lowpass():
+    h = torch.tensor(ada_ops.SYM6, dtype=torch.float64)
+    assert len(h) == 12
+    assert h.sum().item() == pytest.approx(math.sqrt(2), abs=1e-12)
+    assert h.pow(2).sum().item() == pytest.approx(1.0, abs=1e-9)
+    for k in range(1, 6):  # orthogonal to its even shifts
+        assert torch.dot(h[:-2 * k], h[2 * k:]).item() == pytest.approx(0.0, abs=1e-9), k
+    assert (h[0::2].sum() - h[1::2].sum()).item() == pytest.approx(0.0, abs=1e-9)  # H(pi) = 0: a lowpass
+    assert ada_ops.SYM6_CENTRE == pytest.approx(5.0983, abs=1e-4)  # its centre: not 5.5, it is not symmetric
+
+
+def test_antialiased_warp_returns_identity_samples_exactly_and_leaves_the_input_alone():
+    x = images(b=3, h=8, w=8)
+    kept = x.clone()
+    prm = ada_ops.identity_params(3)
+    prm["rotate_pre"][1] = 0.5
+    out = ada_ops.warp(x, ada_ops.geometric_matrix(prm), antialias=True)
+    assert torch.equal(out[[0, 2]], x[[0, 2]]) and not torch.allclose(out[1], x[1], atol=0.01)
+    assert torch.equal(x, kept)
+    assert ada_ops.warp(x, ada_ops.geometric_matrix(ada_ops.identity_params(3)), antialias=True) is x
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_the_2x_round_trip_with_no_warp_gives_back_any_image(mode):
+    """Up with sqrt2 h, down with h / sqrt2: sum_k h[k] h[k + 2n] = delta_n makes the pair the identity, for images
+    that are not band-limited too, and at the border (the reflection is upsampled, not zero-filled)."""
+    for x in (smooth(), images(b=2, h=7, w=10, dtype=torch.float64)):
+        eye = torch.eye(3, dtype=torch.float64).repeat(len(x), 1, 1)
+        assert torch.allclose(ada_ops._warp_2x(x, eye, mode), x, atol=1e-10)
+
+
+def test_antialiased_blits_land_where_the_transform_says(monkeypatch):
+    # Integer shifts move the 2x image by whole samples: exact for any image, reflected border included.
+    for img in (smooth(), images(b=1, c=1, h=32, w=32, dtype=torch.float64)):
+        shifted = geo(img, "xint", [3.0, -2.0], antialias=True)
+        assert torch.allclose(shifted, geo(img, "xint", [3.0, -2.0]), atol=1e-9)
+    # Flips and quarter turns of a band-limited image: close, not exact (sym6 is only nearly symmetric).
+    x = smooth()
+    flip = (geo(x, "xflip", 1.0, antialias=True) - x.flip(-1))[INNER].abs().max()
+    turn = (geo(x, "rotate90", 1.0, antialias=True) - torch.rot90(x, -1, (-2, -1)))[INNER].abs().max()
+    assert flip < 0.02 and turn < 0.02
+    # The paper's code places pixel j at 2x index 2j + 0.5 (as if tau were 5.5): the same flip lands ~0.4 px off.
+    monkeypatch.setattr(ada_ops, "SYM6_CENTRE", 5.5)
+    assert (geo(x, "xflip", 1.0, antialias=True) - x.flip(-1))[INNER].abs().max() > 10 * flip
+
+
+def test_antialiased_rotation_and_scale_of_a_smooth_image_sample_the_warped_continuous_image():
+    """out(q) = f(M^-1 q) for the band-limited f that `smooth` samples, wherever M^-1 q stays 4 px inside."""
+    prm = ada_ops.identity_params(1)
+    prm["rotate_pre"][:], prm["scale"][:], prm["xfrac"][:] = 0.5, 1.2, torch.tensor([0.3, -0.6])
+    matrix = ada_ops.geometric_matrix(prm)
+    out = ada_ops.warp(smooth(), matrix, antialias=True)[0, 0]
+    c = torch.arange(32, dtype=torch.float64) - 15.5
+    q = torch.stack([c.view(1, -1).expand(32, 32), c.view(-1, 1).expand(32, 32), torch.ones(32, 32)])
+    src = torch.einsum("ij,jhw->ihw", torch.linalg.inv(matrix[0]), q)[:2] + 15.5  # input (column, row)
+    inside = ((src > 4) & (src < 27)).all(0)
+    assert inside.sum() > 200
+    assert (out - continuous(src[0], src[1]))[inside].abs().max() < 0.02
+
+
+def test_antialiasing_removes_most_of_the_aliasing_of_a_rotated_checkerboard():
+    """A checkerboard (the Nyquist frequency on both axes) turned by a non-right angle has frequencies past Nyquist;
+    resampled directly they alias to low frequencies, while the 2x path filters them out."""
+    r = torch.arange(64, dtype=torch.float64)
+    board = ((-1.0) ** (r.view(-1, 1) + r.view(1, -1))).view(1, 1, 64, 64)
+    hann = torch.hann_window(32, periodic=False, dtype=torch.float64)
+    freq = torch.fft.fftfreq(32, dtype=torch.float64)
+    low = (freq.view(-1, 1) ** 2 + freq.view(1, -1) ** 2).sqrt() < 0.4  # cycles per pixel
+
+    def low_energy(img: torch.Tensor) -> float:  # of the windowed centre crop, relative to the board's
+        spectrum = torch.fft.fft2(img[0, 0, 16:48, 16:48] * hann.view(-1, 1) * hann.view(1, -1)).abs() ** 2
+        return (spectrum[low].sum() / torch.fft.fft2(board[0, 0, 16:48, 16:48] * hann.view(-1, 1) * hann).abs()
+                .pow(2).sum()).item()
+
+    for angle in (math.pi / 4, math.pi / 6, 1.0):
+        plain, filtered = (low_energy(geo(board, "rotate_pre", angle, antialias=aa)) for aa in (False, True))
+        assert plain > 0.05  # bilinear resampling makes about 10% of the energy low-frequency
+        assert filtered < 0.15 * plain, angle
 
 
 # ---------------------------------------------------------------------------------------------------------- color
@@ -159,10 +259,11 @@ def test_hue_rotation_by_a_third_turn_cycles_the_channels_and_leaves_gray_alone(
 
 
 # ------------------------------------------------------------------------------------------- differentiability
-@pytest.mark.parametrize("name", list(OP_VALUES))
-def test_every_op_is_differentiable_in_the_image(name):
+@pytest.mark.parametrize("name,antialias", [(n, False) for n in OP_VALUES] + [(n, True) for n in GEOMETRIC])
+def test_every_op_is_differentiable_in_the_image(name, antialias):
     x = images(b=2, c=3, h=5, w=6, dtype=torch.float64).requires_grad_(True)
-    fn = (lambda t: geo(t, name, OP_VALUES[name])) if name in GEOMETRIC else (lambda t: col(t, name, OP_VALUES[name]))
+    fn = ((lambda t: geo(t, name, OP_VALUES[name], antialias=antialias)) if name in GEOMETRIC
+          else (lambda t: col(t, name, OP_VALUES[name])))
     assert not torch.allclose(fn(x), x)  # the value does something
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
     fn(x).pow(2).sum().backward()
@@ -182,7 +283,7 @@ def test_blit_ops_only_move_pixels():
     """Pipe 'b' at p = 1: flips, quarter turns and integer shifts copy input pixels (no interpolation)."""
     levels = torch.randperm(3 * 8 * 8, generator=torch.Generator().manual_seed(0)).float()  # distinct integers
     x = (levels / 192).view(1, 3, 8, 8).repeat(16, 1, 1, 1)
-    out = ADA(p=1.0, pipe="b")(x, rng=SampleRNG(("k",), slice(0, 16), 16)) * 192
+    out = ADA(p=1.0, pipe="b", antialias=False)(x, rng=SampleRNG(("k",), slice(0, 16), 16)) * 192
     assert (out - out.round()).abs().max() < 1e-3  # every output pixel is (float32-close to) an input level
     for i in range(16):  # ... of its own sample and channel
         for c in range(3):
@@ -214,8 +315,9 @@ def test_each_op_is_chosen_with_probability_p():
     assert (none["rotate90"] == 0).all() and (none["scale"] == 1).all()
 
 
-def test_a_sample_row_gets_the_same_transform_in_any_micro_batch_and_reals_and_fakes_differ():
-    aug = ADA(p=0.8)
+@pytest.mark.parametrize("antialias", [True, False])
+def test_a_sample_row_gets_the_same_transform_in_any_micro_batch_and_reals_and_fakes_differ(antialias):
+    aug = ADA(p=0.8, antialias=antialias)
     x = images(b=8)
     key = ("seed", "phase", "D", 3)
     whole = aug(x, rng=SampleRNG((*key, 1), slice(0, 8), 8))
@@ -307,6 +409,7 @@ def test_state_dict_round_trip_restores_p_and_the_transform():
     ({"pipe": "bgx"}, "augment.pipe: expected distinct letters from 'bgc'"),
     ({"pipe": "bb"}, "augment.pipe: expected distinct letters from 'bgc'"),
     ({"interpolation": "nearest"}, "augment.interpolation: expected one of 'bilinear', 'bicubic', got 'nearest'"),
+    ({"antialias": 1}, "augment.antialias: expected bool, got 1"),
     ({"rate": 1}, "augment.rate: unknown option for augmentation 'ada'"),
 ])
 def test_bad_options_are_one_line_errors_naming_the_key(options, message):

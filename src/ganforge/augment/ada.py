@@ -2,10 +2,11 @@
 Data", NeurIPS 2020).
 
 Every image D sees (reals and fakes, D and G phases) goes through the 'bgc' pipeline of `ada_ops`: each of its 13
-ops is applied per sample with probability p, the geometric ones as one affine warp, the color ones as one 4x4
-matrix. All draws come from the trainer's `SampleRNG` (two calls: B x 21 uniforms, B x 7 normals), so a sample is
-transformed the same by one process, N ranks or any accumulation round, and reals and fakes (separate calls, or
-rows of one concatenated batch) get independent parameters. At p = 0 the input is returned as it is.
+ops is applied per sample with probability p, the geometric ones as one affine warp (of a 2x sym6 upsampling, as in
+the paper, unless `antialias` is off), the color ones as one 4x4 matrix. All draws come from the trainer's
+`SampleRNG` (two calls: B x 21 uniforms, B x 7 normals), so a sample is transformed the same by one process, N ranks
+or any accumulation round, and reals and fakes (separate calls, or rows of one concatenated batch) get independent
+parameters. At p = 0 the input is returned as it is.
 
 p follows `schedule`:
 - "adaptive" (the paper's rule, `training_loop.py` of its code): every `interval` D steps,
@@ -60,12 +61,14 @@ class ADA(Augment):
         p_end: final probability of the linear schedule (only with schedule "linear").
         pipe: op groups to use: any of b (blit), g (geometric), c (color); "bgc" is the paper's default pipe.
         interpolation: resampling of the geometric warp, "bilinear" or "bicubic".
+        antialias: warp a 2x sym6 upsampling and downsample after, as the paper does (True); False resamples the
+            image once (cheaper, but rotations and scalings alias).
     """
 
     def __init__(self, p: float = 0.0, target: float = 0.6, ada_kimg: float = 500.0, interval: int = 4,
                  schedule: Literal["adaptive", "fixed", "linear"] = "adaptive", p_end: float | None = None,
                  pipe: str = "bgc", interpolation: Literal["bilinear", "bicubic"] = "bilinear",
-                 img_shape: tuple | None = None):
+                 antialias: bool = True, img_shape: tuple | None = None):
         super().__init__()
         self.p_start = _probability("p", p)
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not -1.0 <= target <= 1.0:
@@ -83,12 +86,15 @@ class ADA(Augment):
         self.p_end = None if p_end is None else _probability("p_end", p_end)
         if interpolation not in ("bilinear", "bicubic"):
             raise GanforgeError(f"augment.interpolation: expected 'bilinear' or 'bicubic', got {interpolation!r}")
+        if not isinstance(antialias, bool):
+            raise GanforgeError(f"augment.antialias: expected bool, got {antialias!r}")
         self.ops = _pipe_ops(pipe)
         if img_shape is not None and len(img_shape) == 3 and img_shape[0] not in (1, 3) and "c" in pipe:
             raise GanforgeError(f"augment.pipe: ADA's color ops need 1- or 3-channel images, the data has "
                                 f"{img_shape[0]}; leave 'c' out of the pipe")
         self.pipe, self.target, self.ada_kimg, self.schedule = pipe, float(target), float(ada_kimg), schedule
         self.interpolation = interpolation
+        self.antialias = antialias
         self.update_every = interval
         self.register_buffer("p", torch.tensor(self.p_start, dtype=torch.float64))
         self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float64))  # last r_t (NaN: none yet)
@@ -130,9 +136,10 @@ class ADA(Augment):
         n = rng.randn(b, ada_ops.N_NORMAL)
         prm = ada_ops.sample_params(u, n, self._p, self.ops, h, w)
         with torch.autocast(device_type=x.device.type, enabled=False):  # grids and color matrices in full precision
-            out = ada_ops.warp(x, ada_ops.geometric_matrix(prm), self.interpolation)
+            out = ada_ops.warp(x, ada_ops.geometric_matrix(prm), self.interpolation, antialias=self.antialias)
             return ada_ops.recolor(out, ada_ops.color_matrix(prm))
 
     def extra_repr(self) -> str:
         return (f"p={self._p:.6g}, schedule={self.schedule!r}, target={self.target}, ada_kimg={self.ada_kimg}, "
-                f"interval={self.update_every}, pipe={self.pipe!r}, interpolation={self.interpolation!r}")
+                f"interval={self.update_every}, pipe={self.pipe!r}, interpolation={self.interpolation!r}, "
+                f"antialias={self.antialias}")

@@ -13,10 +13,33 @@ coordinates centred on the image (x = column - (W-1)/2 to the right, y = row - (
 - aniso: x * a, y / a, a = 2^N(0, 0.2^2);
 - rotate_post: as rotate_pre, drawn independently;
 - xfrac: fractional shift N(0, 0.125^2) * W columns, N(0, 0.125^2) * H rows.
-The image is resampled once: out(q) = in(M^-1 q), with reflect padding about the border pixels' centres
-(in[-1] = in[1], as torch.nn.functional.pad(mode="reflect")), bilinear (or bicubic) and differentiable in the image.
-The paper's code also upsamples 2x with a sym6 wavelet filter before the warp and downsamples after (anti-aliasing);
-this version does not.
+The warp is out(q) = in(M^-1 q), with reflection about the border pixels' centres (in[-1] = in[1], as
+torch.nn.functional.pad(mode="reflect"), at any distance), differentiable in the image; samples whose M is the
+identity come back exactly. Two ways to resample (`warp`'s `antialias`):
+- antialias=False: one grid_sample of the image, bilinear (or bicubic).
+- antialias=True (the paper's pipeline, Appendix B): 2x upsample with the Symlet-6 lowpass h (12 taps, sum sqrt 2,
+  orthonormal), grid_sample (bilinear, or bicubic) on the 2x image, lowpass with h and keep every second sample:
+    up:   u[m] = sum_j x[j] sqrt2 h[m - 2j]     (x zero-inserted and convolved; x[j] of the reflected image)
+    down: y[q] = sum_k h[k] / sqrt2 v[2q + k]   (correlation; v = the warped 2x image)
+  Coordinates (per axis): pixel j sits at t = j (t = x + (N-1)/2); 2x sample m sits at t = (m - tau) / 2 (pixel j
+  at m = 2j + tau), where tau = sum_n n h[n] / sum_n h[n] = 5.0983 is the centre of the filter (x[j] reaches u as
+  h[m - 2j]; tau is its delay at low frequencies, the phase delay being 5.10 at 0 and 4.96 at half the band).
+  Output 2x samples v[m], m = 0 .. 2N + 9 (t = -2.55 .. N + 1.45, all that the down filter reads), take u at
+  M^-1 t. With no warp y = x exactly (an orthonormal h has sum_k h[k] h[k + 2n] = delta_n); a constant stays one.
+  The reflected image has period 2(N - 1) px, and so has u (upsampling is linear and shift-invariant); u is
+  computed over one period, t from -floor((N-1)/2) on, with 1 px more each side for interpolation, and every read
+  moves into it by whole periods: exact reflection for a warp of any reach.
+  Departures from the paper's code (stylegan2-ada-pytorch `training/augment.py`), and why:
+  - It places pixel j at 2x index 2j + 0.5 of its upfirdn2d output (pixel i at 2i + 0.5 in half-pixel units), the
+    centre of a symmetric 12-tap filter; sym6 is only nearly symmetric, and its centre puts pixel j at 2j + 0.098
+    (tau - 5). That 0.2 px offset cancels for translations but not for flips, rotations or scalings (an x-flip of
+    a smooth image lands ~0.4 px off); placing samples by tau removes it (tests/test_ada.py).
+  - It reflect-pads by as much as the batch's warps reach, at most N - 1 px (zeros beyond); here one period of the
+    2x image serves every sample (no zeros at any reach), and each sample's result is independent of the rest of
+    the batch bit for bit (DDP shards and accumulation rounds need that). Cost: the 2x image is ~(4N)^2 per
+    channel and per moved sample, about 16x the image (the paper's code: up to (6N)^2).
+  - Filters are sums of shifted slices rather than conv kernels, so each pixel's arithmetic is the same in any
+    batch; only samples whose M is not the identity are filtered.
 
 Color ops ("c"), composed in this order into one 4x4 matrix C per sample acting on (r, g, b, 1), with the luma axis
 v = (1, 1, 1, 0)/sqrt(3) of the paper's code (luma = channel mean):
@@ -128,13 +151,20 @@ def geometric_matrix(prm: dict[str, torch.Tensor]) -> torch.Tensor:
     return translate2d(prm["xfrac"][:, 0], prm["xfrac"][:, 1]) @ m
 
 
-def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", *, antialias: bool) -> torch.Tensor:
     """out[b](q) = x[b](M_b^-1 q) for images x (B, C, H, W) and forward matrices M (B, 3, 3) in centred pixel
-    coordinates; reflect padding; samples whose M is the identity are returned exactly."""
+    coordinates; reflection about the border pixels' centres; samples whose M is the identity are returned exactly.
+    antialias: resample a 2x sym6 upsampling of x and downsample after (module docstring); else resample x once."""
     b, c, h, w = x.shape
     same = (matrix == torch.eye(3, dtype=matrix.dtype)).all(dim=2).all(dim=1)
     if bool(same.all()):
         return x
+    if antialias:
+        moved = (~same).nonzero().squeeze(1)  # only these are filtered and resampled
+        work = x[moved.to(x.device)]
+        work = work if work.dtype in (torch.float32, torch.float64) else work.float()
+        out = _warp_2x(work, torch.linalg.inv(matrix[moved]), mode).to(x.dtype)
+        return x.index_put((moved.to(x.device),), out)  # out of place: x is left as it was
     hx, hy = max(w - 1, 1) / 2, max(h - 1, 1) / 2  # grid_sample's align_corners=True: -1 and 1 are border centres
     to_norm = torch.diag(torch.tensor([1 / hx, 1 / hy, 1.0], dtype=torch.float64))
     to_pix = torch.diag(torch.tensor([hx, hy, 1.0], dtype=torch.float64))
@@ -143,6 +173,78 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear") -> torch
     grid = F.affine_grid(theta.to(device=x.device, dtype=work.dtype), [b, c, h, w], align_corners=True)
     out = F.grid_sample(work, grid, mode=mode, padding_mode="reflection", align_corners=True).to(x.dtype)
     return torch.where(same.to(x.device).view(b, 1, 1, 1), x, out)
+
+
+# Symlet-6 decomposition lowpass filter (12 taps), from PyWavelets 1.8.0: pywt.Wavelet("sym6").dec_lo (the same
+# list as the paper's code). Sum sqrt(2), sum of squares 1, orthogonal to its shifts by 2, 4, ... (to ~1e-12).
+SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148)
+SYM6_CENTRE = sum(n * v for n, v in enumerate(SYM6)) / sum(SYM6)  # tau = 5.0983 taps: 2x sample m at t = (m - tau)/2
+
+
+def _reflect_rows(n: int, start: int, stop: int, device) -> torch.Tensor:
+    """Indices into n samples of positions start .. stop-1 of the whole-sample symmetric extension (x[-1] = x[1])."""
+    j = torch.arange(start, stop, device=device)
+    if n == 1:
+        return torch.zeros_like(j)
+    j = j % (2 * (n - 1))
+    return torch.where(j > n - 1, 2 * (n - 1) - j, j)
+
+
+def _upsample(x: torch.Tensor, dim: int, first: int, count: int) -> torch.Tensor:
+    """u[m] = sum_j x[j] sqrt2 h[m - 2j] along axis `dim` >= 0 (x reflected past its ends) for the pairs m = 2a, 2a + 1,
+    a = first .. first + count - 1: u[2a + phase] = sum_s sqrt2 h[2s + phase] x[a - s], s = 0..5."""
+    ext = x.index_select(dim, _reflect_rows(x.shape[dim], first - 5, first + count, x.device))  # x[first - 5 ..]
+    phases = [sum(math.sqrt(2) * SYM6[2 * s + phase] * ext.narrow(dim, 5 - s, count) for s in range(6))
+              for phase in (0, 1)]
+    return torch.stack(phases, dim=dim + 1).flatten(dim, dim + 1)  # pairs interleaved: 2 count along dim
+
+
+def _downsample(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """y[q] = sum_k h[k] / sqrt2 v[2q + k] along `dim` (length 2N + 10 -> N)."""
+    n = (v.shape[dim] - 10) // 2
+    index = [slice(None)] * v.dim()
+    out = 0
+    for k in range(12):
+        index[dim] = slice(k, k + 2 * n - 1, 2)
+        out = out + SYM6[k] / math.sqrt(2) * v[tuple(index)]
+    return out
+
+
+def _window(n: int) -> tuple[int, int, int, int]:
+    """Along an axis of n pixels: the reflection's period P = 2(n - 1) px, the start w0 of the one-period window
+    [w0, w0 + P) reads are moved into (the image in its middle), and the 2x pairs a = first .. first + count - 1
+    that cover it, with 1 px to spare for bilinear or bicubic reads."""
+    period, w0 = 2 * (n - 1), -((n - 1) // 2)
+    first = math.floor(w0 - 1 + SYM6_CENTRE / 2)  # 2x sample 2a sits at t = a - tau / 2
+    return period, w0, first, math.ceil(w0 + period + 0.5 + SYM6_CENTRE / 2) - first + 1
+
+
+def _wrap(t: torch.Tensor, period: int, w0: int) -> torch.Tensor:
+    """Read positions t (pixels) moved by whole periods into [w0, w0 + period): the same point of the reflection."""
+    return torch.zeros_like(t) if period == 0 else w0 + torch.remainder(t - w0, period)
+
+
+def _warp_2x(x: torch.Tensor, inverse: torch.Tensor, mode: str) -> torch.Tensor:
+    """The antialiased warp of x (B, C, H, W) by output -> input matrices `inverse` (B, 3, 3, centred pixels).
+    The 2x image covers one period of the reflection, so a read at any distance is exact."""
+    b, c, h, w = x.shape
+    (py, y0, fy, ny), (px, x0, fx, nx) = _window(h), _window(w)
+    up = _upsample(_upsample(x, 3, fx, nx), 2, fy, ny)  # (B, C, 2 ny, 2 nx)
+    dt, dev = x.dtype, x.device
+    # Output 2x samples m = 0 .. 2N + 9 at t = (m - tau) / 2, centred (x right, y down).
+    ox = ((torch.arange(2 * w + 10, device=dev, dtype=dt) - SYM6_CENTRE) / 2 - (w - 1) / 2).view(1, 1, -1)
+    oy = ((torch.arange(2 * h + 10, device=dev, dtype=dt) - SYM6_CENTRE) / 2 - (h - 1) / 2).view(1, -1, 1)
+    a = inverse.to(device=dev, dtype=dt)
+    coef = [a[:, i, j].view(b, 1, 1) for i in range(2) for j in range(3)]
+    tx = _wrap(coef[0] * ox + coef[1] * oy + coef[2] + (w - 1) / 2, px, x0)  # input position t, pixels
+    ty = _wrap(coef[3] * ox + coef[4] * oy + coef[5] + (h - 1) / 2, py, y0)
+    # 2x index of t is 2t + tau - 2 first; grid_sample (align_corners=True) wants it in [-1, 1].
+    gx = (2 * tx + SYM6_CENTRE - 2 * fx) * (2 / (2 * nx - 1)) - 1
+    gy = (2 * ty + SYM6_CENTRE - 2 * fy) * (2 / (2 * ny - 1)) - 1
+    v = F.grid_sample(up, torch.stack([gx, gy], dim=-1), mode=mode, padding_mode="border", align_corners=True)
+    return _downsample(_downsample(v, 3), 2)  # (B, C, H, W)
 
 
 # ---------------------------------------------------------------------------------------------------------- color
