@@ -3,7 +3,7 @@
     python benchmarks/bench_augment.py [--batch 64] [--size 32] [--rounds 5] [--reps 20] [--threads 1]
 
 Each augmentation is built with p = 1 where it has a `p` option (the most work it does) and default options
-otherwise; per round each is timed forward and forward + backward, and the median over rounds is printed in ms
+otherwise (ADA also with antialias=false, the single resampling); per round each is timed forward and forward + backward, and the median over rounds is printed in ms
 with its ratio to diffaugment. Output: a markdown table, then the machine.
 """
 from __future__ import annotations
@@ -37,9 +37,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_all()
-    names = [n for n in AUGMENTATIONS.names() if n != "none"]
-    augs = {n: AUGMENTATIONS.build(n, {"p": 1.0} if AUGMENTATIONS.get(n).accepts("p") else {},
-                                   img_shape=(3, args.size, args.size)) for n in names}
+    # (row name, registered name, options): each at p = 1 where it has a p, plus the variants worth comparing
+    rows = [(n, n, {"p": 1.0} if AUGMENTATIONS.get(n).accepts("p") else {})
+            for n in AUGMENTATIONS.names() if n != "none"]
+    rows += [(f"{n} (antialias=false)", n, {"p": 1.0, "antialias": False})
+             for n in AUGMENTATIONS.names() if AUGMENTATIONS.get(n).accepts("antialias")]
+    names = [r[0] for r in rows]
+    augs = {row: AUGMENTATIONS.build(n, opts, img_shape=(3, args.size, args.size)) for row, n, opts in rows}
     x = torch.rand(args.batch, 3, args.size, args.size) * 2 - 1
     rng = lambda: SampleRNG(("bench",), slice(0, args.batch), args.batch)  # noqa: E731
     fwd: dict[str, list[float]] = {n: [] for n in names}
