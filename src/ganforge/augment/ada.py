@@ -29,7 +29,7 @@ from ..errors import GanforgeError
 from ..registries import AUGMENTATIONS
 from ..training.rng import SampleRNG
 from . import ada_ops
-from .adaptive import overfitting_step
+from .adaptive import check_schedule, overfitting_step
 from .base import Augment
 
 
@@ -73,16 +73,7 @@ class ADA(Augment):
         self.p_start = _probability("p", p)
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not -1.0 <= target <= 1.0:
             raise GanforgeError(f"augment.target: expected a value of E[sign D(real)] in [-1, 1], got {target!r}")
-        if isinstance(ada_kimg, bool) or not isinstance(ada_kimg, (int, float)) or not ada_kimg > 0:
-            raise GanforgeError(f"augment.ada_kimg: expected a positive number of kimg, got {ada_kimg!r}")
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise GanforgeError(f"augment.interval: expected a whole number of D steps >= 1, got {interval!r}")
-        if schedule not in ("adaptive", "fixed", "linear"):
-            raise GanforgeError(f"augment.schedule: expected one of 'adaptive', 'fixed', 'linear', got {schedule!r}")
-        if schedule == "linear" and p_end is None:
-            raise GanforgeError("augment.p_end: schedule 'linear' needs p_end, the probability at the end of training")
-        if schedule != "linear" and p_end is not None:
-            raise GanforgeError(f"augment.p_end: only used with schedule 'linear', but schedule is {schedule!r}")
+        check_schedule("ada_kimg", ada_kimg, interval, schedule, p_end)
         self.p_end = None if p_end is None else _probability("p_end", p_end)
         if interpolation not in ("bilinear", "bicubic"):
             raise GanforgeError(f"augment.interpolation: expected 'bilinear' or 'bicubic', got {interpolation!r}")

@@ -22,3 +22,20 @@ def overfitting_step(p: float, stats: dict[str, float], target: float, ada_kimg:
         return None
     step = math.copysign(1.0, rt - target) if rt != target else 0.0
     return min(max(p + step * float(stats["window_nimg"]) / (ada_kimg * 1000), 0.0), 1.0), rt
+
+
+SCHEDULES = ("adaptive", "fixed", "linear")
+
+
+def check_schedule(kimg_key: str, kimg: object, interval: object, schedule: object, p_end: object) -> None:
+    """One-line errors (naming augment.<key>) for the options every p-adapting augmentation shares."""
+    if isinstance(kimg, bool) or not isinstance(kimg, (int, float)) or not kimg > 0:
+        raise GanforgeError(f"augment.{kimg_key}: expected a positive number of kimg, got {kimg!r}")
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise GanforgeError(f"augment.interval: expected a whole number of D steps >= 1, got {interval!r}")
+    if schedule not in SCHEDULES:
+        raise GanforgeError(f"augment.schedule: expected one of 'adaptive', 'fixed', 'linear', got {schedule!r}")
+    if schedule == "linear" and p_end is None:
+        raise GanforgeError("augment.p_end: schedule 'linear' needs p_end, the probability at the end of training")
+    if schedule != "linear" and p_end is not None:
+        raise GanforgeError(f"augment.p_end: only used with schedule 'linear', but schedule is {schedule!r}")

@@ -40,7 +40,7 @@ from ..errors import GanforgeError
 from ..registries import AUGMENTATIONS
 from ..training.rng import SampleRNG
 from ..training.stats import is_stateful
-from .adaptive import overfitting_step
+from .adaptive import check_schedule, overfitting_step
 from .base import Augment
 
 if TYPE_CHECKING:
@@ -100,16 +100,7 @@ class APA(Augment):
         super().__init__()
         self.p_start = _number("p", p, 0.0, 1.0, "a probability in [0, 1]")
         self.target = _number("target", target, 0.0, 1.0, "a value of E[sign D(real)] in [0, 1]")
-        if isinstance(apa_kimg, bool) or not isinstance(apa_kimg, (int, float)) or not apa_kimg > 0:
-            raise GanforgeError(f"augment.apa_kimg: expected a positive number of kimg, got {apa_kimg!r}")
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise GanforgeError(f"augment.interval: expected a whole number of D steps >= 1, got {interval!r}")
-        if schedule not in ("adaptive", "fixed", "linear"):
-            raise GanforgeError(f"augment.schedule: expected one of 'adaptive', 'fixed', 'linear', got {schedule!r}")
-        if schedule == "linear" and p_end is None:
-            raise GanforgeError("augment.p_end: schedule 'linear' needs p_end, the probability at the end of training")
-        if schedule != "linear" and p_end is not None:
-            raise GanforgeError(f"augment.p_end: only used with schedule 'linear', but schedule is {schedule!r}")
+        check_schedule("apa_kimg", apa_kimg, interval, schedule, p_end)
         self.p_end = None if p_end is None else _number("p_end", p_end, 0.0, 1.0, "a probability in [0, 1]")
         self.apa_kimg, self.schedule, self.update_every = float(apa_kimg), schedule, interval
         context = dict(num_classes=num_classes, img_shape=img_shape, feature_dim=feature_dim, tap_shapes=tap_shapes,

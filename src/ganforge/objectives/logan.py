@@ -29,16 +29,13 @@ Departures from StudioGAN's code, and why:
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
-from torch import nn
 
 from ..checks import check_int, describe
 from ..errors import GanforgeError
 from ..registries import REGULARIZERS
 from .base import Context, ObjectiveTerm
+from .feature_matching import frozen
 
 
 def _number(value: object, key: str, what: str, ok) -> float:
@@ -46,19 +43,6 @@ def _number(value: object, key: str, what: str, ok) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise GanforgeError(f"{key}: expected {what}, got {describe(value)}")
     return float(value)
-
-
-@contextlib.contextmanager
-def _constant(module: nn.Module) -> Iterator[None]:
-    """Treat `module`'s parameters as constants for the ops recorded inside (the other network of the phase)."""
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    for p in trainable:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)
 
 
 @REGULARIZERS.register("logan")
@@ -93,7 +77,7 @@ class LatentOptimisation(ObjectiveTerm):
         rng = ctx.sample_rng()
         other = ctx.D if ctx.phase == "G" else ctx.G
         z = z0
-        with torch.autocast(device_type=z0.device.type, enabled=False), torch.enable_grad(), _constant(other):
+        with torch.autocast(device_type=z0.device.type, enabled=False), torch.enable_grad(), frozen(other):
             for _ in range(self.steps):
                 adv = ctx.D_raw(ctx.G(z, ctx.y_fake), ctx.y_fake).adv.float()  # (B,)
                 # D(G(z_i)) depends on z_i only, so the gradient of the sum gives every per-sample gradient at once.
