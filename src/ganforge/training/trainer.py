@@ -24,7 +24,8 @@ from ..objectives.base import StepInfo
 from ..sampling import generate
 from . import distributed as dist_utils
 from .build import build_run, count_params, export_meta
-from .checkpoint import atomic_save, load_checkpoint, load_latest, save_checkpoint
+from .checkpoint import atomic_save, load_latest, save_checkpoint
+from .init_from import INIT_FROM, init_weights
 from .divergence import DivergenceGuard
 from .ema import update_ema
 from .export import staged_dir, write_export, export_generator
@@ -39,7 +40,6 @@ from .stats import StatsWindow, is_stateful
 
 _AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT_FORMAT = 2  # 2: terms keyed by origin and name, statistics windows, G-phase latents of their own
-INIT_FROM = "train.init_from"  # a source run's weights for step 0 (fine-tuning); ignored when the run resumes
 
 
 class Trainer:
@@ -114,8 +114,9 @@ class Trainer:
                                   f"{rundir.describe(allowed)}")
             self._load_state(found[0])
             self.resumed_from = found[1]
-        elif cfg.train.init_from is not None:
-            self._init_from(cfg.train.init_from)
+        elif cfg.train.init_from is not None:  # a new run from a source run's weights (fine-tuning)
+            self.notes.append(init_weights(cfg.train.init_from, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+                                           self.device))
         if dist.is_main:
             rundir.record_start(self.run_dir, cfg, self.dataset, self.step, self.resumed_from is not None, changes,
                                 sorted(allowed), rundir.environment(torch.get_num_threads(), dist.world, str(device)))
@@ -156,18 +157,6 @@ class Trainer:
             if hasattr(term, "frozen_modules"):
                 out += term.frozen_modules(self.D, where=key.split(":")[0])
         return out
-
-    def _init_from(self, source: str) -> None:
-        """train.init_from: G, D and G_ema weights from a source run; optimizers, augmentation, terms start afresh."""
-        state, path = load_source(source, self.device)
-        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            why = _mismatch(net.state_dict(), state.get(name))
-            if why is not None:
-                raise GanforgeError(f"{INIT_FROM}: {path}: its {name} does not fit this config's model / conditioning "
-                                    f"({why}); fine-tune with the source run's architecture options")
-            net.load_state_dict(state[name])
-        self.notes.append(f"initialized G, D and G_ema from {path} (step {state['step']} of the source run); "
-                          f"training starts at step 0 with fresh optimizers")
 
     def _consumers(self) -> list[tuple[str, Any, str, StatsWindow]]:
         """Stateful components fed with phase statistics: (key, component, phase name, window)."""
@@ -380,39 +369,6 @@ class Trainer:
             log.flush()
             for key, picture in write_trajectories(self.run_dir, keys).items():
                 log.tb_image(step, f"plots/{key}", picture)
-
-
-def load_source(source: str, map_location: torch.device | str = "cpu") -> tuple[dict[str, Any], Path]:
-    """The checkpoint `train.init_from` names: a checkpoint file, or the latest one of a run directory."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        try:
-            return load_checkpoint(path, map_location), path
-        except GanforgeError as e:
-            raise GanforgeError(f"{INIT_FROM}: {e}") from None
-    if path.is_dir():
-        for directory in (path / "checkpoints", path):
-            found = load_latest(directory, map_location)
-            if found is not None:
-                return found
-        raise GanforgeError(f"{INIT_FROM}: {path}: no readable checkpoint in it or in its checkpoints/; give a "
-                            f"source run directory or a checkpoint file")
-    raise GanforgeError(f"{INIT_FROM}: {path}: no such run directory or checkpoint file")
-
-
-def _mismatch(mine: dict[str, torch.Tensor], theirs: Any) -> str | None:
-    """Why a checkpoint's state dict cannot be loaded into a module with state dict `mine` (None: it can)."""
-    if not isinstance(theirs, dict):
-        return "not in the checkpoint"
-    missing, extra = [k for k in mine if k not in theirs], [k for k in theirs if k not in mine]
-    if missing or extra:
-        key, where = (missing[0], "missing from the checkpoint") if missing else (extra[0], "not in this model")
-        more = len(missing) + len(extra) - 1
-        return f"{key} {where}" + (f", and {more} more key(s) differ" if more else "")
-    for key, value in mine.items():
-        if tuple(value.shape) != tuple(theirs[key].shape):
-            return f"{key}: shape {tuple(theirs[key].shape)} in the checkpoint, {tuple(value.shape)} here"
-    return None
 
 
 def cpu_has_bf16() -> bool:
