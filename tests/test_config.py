@@ -124,3 +124,33 @@ def test_presets_are_real_paths_under_the_repository_configs_folder():
         assert here.is_file() and here.read_text() == preset.read_text()
         assert load_config(f"configs/{preset.name}" if Path("configs").is_dir() else here).to_dict() \
             == load_config(preset.stem).to_dict()
+
+
+def test_a_constructor_collecting_context_receives_all_of_it_but_users_cannot_set_it():
+    """Wrappers (top-k's base loss, APA's inner augmentation, CR's transform) hand the build context on: a
+    `**context` constructor gets every piece the framework injects, and those names stay out of the user options."""
+    import torch
+
+    from ganforge.registry import Registry
+
+    reg = Registry("thing", context=("num_classes", "img_shape"))
+
+    @reg.register("wrapper")
+    def wrapper(k: int = 1, **context):
+        return k, context
+
+    @reg.register("plain")
+    def plain(k: int = 1, num_classes: int = 0):
+        return k, num_classes
+
+    @reg.register("module")
+    class Module(torch.nn.Module):  # inherits nn.Module's __init__(*args, **kwargs): asks for no context
+        pass
+
+    assert reg.build("wrapper", {"k": 2}, num_classes=10, img_shape=(1, 8, 8)) == (
+        2, {"num_classes": 10, "img_shape": (1, 8, 8)})
+    assert reg.build("plain", {}, num_classes=10, img_shape=(1, 8, 8)) == (1, 10)
+    with pytest.raises(GanforgeError, match="num_classes: unknown option"):
+        reg.build("wrapper", {"num_classes": 3})
+    assert reg.get("wrapper").wants_context("img_shape") and not reg.get("plain").wants_context("img_shape")
+    assert isinstance(reg.build("module", {}, num_classes=10), Module)

@@ -51,6 +51,18 @@ class Entry:
         """Whether the component's constructor takes `parameter` (e.g. an optional piece of build context)."""
         return parameter in inspect.signature(self.obj).parameters
 
+    def takes_all_context(self) -> bool:
+        """Whether the constructor collects `**context` (a wrapper handing the build context to what it builds).
+
+        The parameter must be named `context`: an inherited `**kwargs` (nn.Module's `__init__(*args, **kwargs)`)
+        does not ask for anything."""
+        return any(p.kind is p.VAR_KEYWORD and name == "context"
+                   for name, p in inspect.signature(self.obj).parameters.items())
+
+    def wants_context(self, parameter: str) -> bool:
+        """Whether the framework should hand the constructor this piece of build context."""
+        return self.accepts(parameter) or self.takes_all_context()
+
 
 def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n")[0].strip()
@@ -168,6 +180,5 @@ class Registry:
         """Validate user `options`, then call the component with them plus framework `context`."""
         entry = self.get(name, where)
         opts = self.validate(name, dict(options or {}), where)
-        accepted = inspect.signature(entry.obj).parameters
-        ctx = {k: v for k, v in context.items() if k in accepted}
+        ctx = {k: v for k, v in context.items() if entry.wants_context(k)}
         return entry.obj(**ctx, **opts)

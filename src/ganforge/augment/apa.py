@@ -94,18 +94,14 @@ class APA(Augment):
 
     def __init__(self, p: float = 0.0, target: float = 0.6, apa_kimg: float = 500.0, interval: int = 4,
                  schedule: Literal["adaptive", "fixed", "linear"] = "adaptive", p_end: float | None = None,
-                 augment: str | dict | None = None, num_classes: int | None = None, img_shape: tuple | None = None,
-                 feature_dim: int | None = None, tap_shapes: dict | None = None, total_steps: int | None = None,
-                 batch_size: int | None = None, d_steps: int | None = None, dataset_size: int | None = None):
+                 augment: str | dict | None = None, **context):
         super().__init__()
         self.p_start = _number("p", p, 0.0, 1.0, "a probability in [0, 1]")
         self.target = _number("target", target, 0.0, 1.0, "a value of E[sign D(real)] in [0, 1]")
         check_schedule("apa_kimg", apa_kimg, interval, schedule, p_end)
         self.p_end = None if p_end is None else _number("p_end", p_end, 0.0, 1.0, "a probability in [0, 1]")
         self.apa_kimg, self.schedule, self.update_every = float(apa_kimg), schedule, interval
-        context = dict(num_classes=num_classes, img_shape=img_shape, feature_dim=feature_dim, tap_shapes=tap_shapes,
-                       total_steps=total_steps, batch_size=batch_size, d_steps=d_steps, dataset_size=dataset_size)
-        self.inner = _build_inner(augment, {k: v for k, v in context.items() if v is not None})
+        self.inner = _build_inner(augment, context)  # the run's build context, handed on
         if is_stateful(self.inner) and self.inner.update_every != interval:  # one statistics window feeds both
             raise GanforgeError(f"augment.augment.interval: the inner augmentation adapts every "
                                 f"{self.inner.update_every} D steps, APA every {interval}; set both intervals equal")

@@ -111,11 +111,8 @@ class ConsistencyRegularizer(ObjectiveTerm):
     name = "cr"
 
     def __init__(self, weight: float = 10.0, transform: str = BUILTIN, transform_options: dict | None = None,
-                 translation: float = 0.125, jitter: float = 0.01, *, num_classes: int = 0,
-                 img_shape: tuple = (), batch_size: int = 0, total_steps: int = 0, d_steps: int = 1):
+                 translation: float = 0.125, jitter: float = 0.01, **context):
         self.weight = check_nonnegative(weight, f"{self.name}.weight")
-        context = {"num_classes": num_classes, "img_shape": img_shape, "batch_size": batch_size,
-                   "total_steps": total_steps, "d_steps": d_steps}
         self.transform = Transform(transform, transform_options, translation, jitter, self.name, context)
 
     def consistency(self, ctx: Context, x: torch.Tensor, y: torch.Tensor | None, d_x: torch.Tensor) -> torch.Tensor:
@@ -143,11 +140,9 @@ class BalancedConsistencyRegularizer(ConsistencyRegularizer):
     name = "bcr"
 
     def __init__(self, real_weight: float = 10.0, fake_weight: float = 10.0, transform: str = BUILTIN,
-                 transform_options: dict | None = None, translation: float = 0.125, jitter: float = 0.01, *,
-                 num_classes: int = 0, img_shape: tuple = (), batch_size: int = 0, total_steps: int = 0,
-                 d_steps: int = 1):
-        super().__init__(real_weight, transform, transform_options, translation, jitter, num_classes=num_classes,
-                         img_shape=img_shape, batch_size=batch_size, total_steps=total_steps, d_steps=d_steps)
+                 transform_options: dict | None = None, translation: float = 0.125, jitter: float = 0.01,
+                 **context):
+        super().__init__(real_weight, transform, transform_options, translation, jitter, **context)
         self.real_weight = self.weight
         self.fake_weight = check_nonnegative(fake_weight, f"{self.name}.fake_weight")
 

@@ -85,7 +85,7 @@ class _Context:
                                        "dataset_size": len(dataset)}
 
     def build(self, registry: Registry, spec: Component, where: str) -> Any:
-        if registry.get(spec.name, where).accepts("tap_shapes") and "tap_shapes" not in self.values:
+        if registry.get(spec.name, where).wants_context("tap_shapes") and "tap_shapes" not in self.values:
             self.values["tap_shapes"] = tap_shapes(self.D, self.img_shape, self.num_classes)
         return registry.build(spec.name, spec.options, where=where, **self.values)
 
