@@ -45,6 +45,11 @@ def _number(value: object, key: str, what: str, ok) -> float:
     return float(value)
 
 
+def natural_step(g: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """LOGAN's natural-gradient-style latent step alpha * g / (beta + ||g||^2) for per-sample gradients g (B, z_dim)."""
+    return alpha * g / (beta + g.pow(2).sum(dim=1, keepdim=True))
+
+
 @REGULARIZERS.register("logan")
 class LatentOptimisation(ObjectiveTerm):
     """LOGAN (Wu 2019): z' = z + m * alpha g / (beta + ||g||^2), g = grad_z D(G(z)); weight * mean ||z' - z||^2.
@@ -82,7 +87,7 @@ class LatentOptimisation(ObjectiveTerm):
                 adv = ctx.D_raw(ctx.G(z, ctx.y_fake), ctx.y_fake).adv.float()  # (B,)
                 # D(G(z_i)) depends on z_i only, so the gradient of the sum gives every per-sample gradient at once.
                 (g,) = torch.autograd.grad(adv.sum(), z, create_graph=create_graph)  # (B, z_dim)
-                dz = self.alpha * g / (self.beta + g.pow(2).sum(dim=1, keepdim=True))  # natural-gradient step
+                dz = natural_step(g, self.alpha, self.beta)
                 m = rng.bernoulli(self.rate, z.shape[0], 1, device=z.device).to(z.dtype)  # (B, 1) per-sample mask
                 z = z + m * dz
                 if self.clamp is not None:

@@ -116,6 +116,36 @@ class Sampler:
         return fit_logistic(torch.cat(real), torch.cat(fake), f"{self.name}.calibrate")
 
 
+class LatentSampler(Sampler):
+    """A sampler that moves each batch's latents (DDLS, LOGAN), then renders x = G(z').
+
+    Subclasses implement `refine(G, D, z, y, gen) -> (z', before (B,), after (B,))` and name the two per-sample
+    quantities averaged into `stats` (`measured`, e.g. ("energy_start", "energy_end")); `gen` is the sampler's own
+    generator, seeded by (seed, name).
+    """
+
+    measured: tuple[str, str] = ("start", "end")
+
+    def refine(self, G: nn.Module, D: nn.Module, z: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _draw(self, G, D, z, y, batch_size, device, seed, truncation) -> Batches:
+        gen = generator(seed, self.name)
+        before = after = 0.0
+        for i in range(0, len(z), batch_size):
+            zb = z[i: i + batch_size].to(device)
+            yb = None if y is None else y[i: i + batch_size]
+            yd = None if yb is None else yb.to(device)
+            zt, v0, v1 = self.refine(G, D, zb, yd, gen)
+            before, after = before + float(v0.sum()), after + float(v1.sum())
+            done = i + len(zb)
+            self.stats.update({self.measured[0]: before / done, self.measured[1]: after / done})
+            with torch.no_grad():
+                x = G(zt, yd)
+            yield x.float().cpu(), yb
+
+
 def fit_logistic(pos: torch.Tensor, neg: torch.Tensor, where: str = "calibrate") -> tuple[float, float]:
     """Maximum-likelihood (a, b) of P(real | d) = sigmoid(a d + b) for logits `pos` (reals) and `neg` (fakes).
 

@@ -32,12 +32,11 @@ from torch import nn
 from ..checks import check_int
 from ..errors import GanforgeError
 from ..registries import SAMPLERS
-from ..training.rng import generator
-from .base import Batches, Sampler
+from .base import LatentSampler
 
 
 @SAMPLERS.register("ddls")
-class DDLS(Sampler):
+class DDLS(LatentSampler):
     """DDLS (Che 2020): Langevin dynamics on E(z) = ||z||^2/2 - d(G(z)) in latent space, then x = G(z).
 
     Args:
@@ -49,6 +48,7 @@ class DDLS(Sampler):
     """
 
     name = "ddls"
+    measured = ("energy_start", "energy_end")
 
     def __init__(self, steps: int = 1000, step_size: float = 0.01, noise: float = 1.0, calibrate: bool = False,
                  calibration_samples: int = 5000):
@@ -69,8 +69,8 @@ class DDLS(Sampler):
         """(B,) E(z) = ||z||^2 / 2 - d(G(z, y), y) (Eq. 11)."""
         return 0.5 * z.float().pow(2).sum(1) - self.logit(D, G(z, y), y)
 
-    def langevin(self, G: nn.Module, D: nn.Module, z: torch.Tensor, y: torch.Tensor | None,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def refine(self, G: nn.Module, D: nn.Module, z: torch.Tensor, y: torch.Tensor | None,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the chain from z (B, z_dim); returns (z_T, E(z_0), E(z_T)), the energies (B,) detached."""
         eps = self.step_size
         with torch.enable_grad():
@@ -83,18 +83,3 @@ class DDLS(Sampler):
                 z = (z.detach() - 0.5 * eps * grad + math.sqrt(eps) * self.noise * n).requires_grad_(True)  # Eq. 12
                 e = self.energy(G, D, z, y)
         return z.detach(), e_start, e.detach()
-
-    def _draw(self, G, D, z, y, batch_size, device, seed, truncation) -> Batches:
-        gen = generator(seed, "ddls")
-        total_start = total_end = 0.0
-        for i in range(0, len(z), batch_size):
-            zb = z[i: i + batch_size].to(device)
-            yb = None if y is None else y[i: i + batch_size]
-            yd = None if yb is None else yb.to(device)
-            zt, e0, e1 = self.langevin(G, D, zb, yd, gen)
-            total_start, total_end = total_start + float(e0.sum()), total_end + float(e1.sum())
-            done = i + len(zb)
-            self.stats.update(energy_start=total_start / done, energy_end=total_end / done)
-            with torch.no_grad():
-                x = G(zt, yd)
-            yield x.float().cpu(), yb

@@ -18,8 +18,9 @@ import torch
 
 from ..checks import check_int
 from ..errors import GanforgeError
+from ..objectives.logan import natural_step
 from ..registries import SAMPLERS
-from .base import Batches, Sampler
+from .base import LatentSampler
 
 
 def _positive(value: float, key: str, strict: bool) -> float:
@@ -30,7 +31,7 @@ def _positive(value: float, key: str, strict: bool) -> float:
 
 
 @SAMPLERS.register("logan")
-class LatentOptimisationSampler(Sampler):
+class LatentOptimisationSampler(LatentSampler):
     """LOGAN at sampling time (Wu 2019): `steps` natural-gradient steps z += alpha g / (beta + ||g||^2) on D's logit.
 
     Args:
@@ -43,6 +44,7 @@ class LatentOptimisationSampler(Sampler):
     """
 
     name = "logan"
+    measured = ("logit_start", "logit_end")
 
     def __init__(self, steps: int = 10, alpha: float = 0.9, beta: float = 0.1, clamp: float | None = None,
                  calibrate: bool = False, calibration_samples: int = 5000):
@@ -57,7 +59,8 @@ class LatentOptimisationSampler(Sampler):
             return ""
         return f"logan: mean D logit {self.stats['logit_start']:.4g} -> {self.stats['logit_end']:.4g}"
 
-    def optimise(self, G, D, z: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def refine(self, G, D, z: torch.Tensor, y: torch.Tensor | None, gen=None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z after `steps` updates, logits before (B,), logits after (B,))."""
         with torch.enable_grad():
             z = z.detach().float().requires_grad_(True)
@@ -65,24 +68,9 @@ class LatentOptimisationSampler(Sampler):
             start = d.detach()
             for _ in range(self.steps):
                 (g,) = torch.autograd.grad(d.sum(), z)  # samples are independent: row i is grad of d_i
-                step = self.alpha * g / (self.beta + g.pow(2).sum(dim=1, keepdim=True))
-                z = z.detach() + step
+                z = z.detach() + natural_step(g, self.alpha, self.beta)
                 if self.clamp is not None:
                     z = z.clamp(-self.clamp, self.clamp)
                 z.requires_grad_(True)
                 d = self.logit(D, G(z, y), y)
         return z.detach(), start, d.detach()
-
-    def _draw(self, G, D, z, y, batch_size, device, seed, truncation) -> Batches:
-        before = after = 0.0
-        for i in range(0, len(z), batch_size):
-            zb = z[i: i + batch_size].to(device)
-            yb = None if y is None else y[i: i + batch_size]
-            yd = None if yb is None else yb.to(device)
-            zt, d0, d1 = self.optimise(G, D, zb, yd)
-            before, after = before + float(d0.sum()), after + float(d1.sum())
-            done = i + len(zb)
-            self.stats.update(logit_start=before / done, logit_end=after / done)
-            with torch.no_grad():
-                x = G(zt, yd)
-            yield x.float().cpu(), yb
