@@ -20,7 +20,6 @@ Non-image batches (2-D points) pass through unchanged, as with DiffAugment.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -29,8 +28,7 @@ from ..errors import GanforgeError
 from ..registries import AUGMENTATIONS
 from ..training.rng import SampleRNG
 from . import ada_ops
-from .adaptive import check_schedule, overfitting_step
-from .base import Augment
+from .adaptive import ScheduledP
 
 
 def _pipe_ops(pipe: str) -> set[str]:
@@ -42,14 +40,8 @@ def _pipe_ops(pipe: str) -> set[str]:
     return {op for ch in pipe for op in ada_ops.PIPES[ch]}
 
 
-def _probability(key: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise GanforgeError(f"augment.{key}: expected a probability in [0, 1], got {value!r}")
-    return float(value)
-
-
 @AUGMENTATIONS.register("ada")
-class ADA(Augment):
+class ADA(ScheduledP):
     """ADA (Karras 2020): the 'bgc' augmentations with a probability p adapted to D's overfitting (r_t).
 
     Args:
@@ -70,11 +62,7 @@ class ADA(Augment):
                  pipe: str = "bgc", interpolation: Literal["bilinear", "bicubic"] = "bilinear",
                  antialias: bool = True, img_shape: tuple | None = None):
         super().__init__()
-        self.p_start = _probability("p", p)
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not -1.0 <= target <= 1.0:
-            raise GanforgeError(f"augment.target: expected a value of E[sign D(real)] in [-1, 1], got {target!r}")
-        check_schedule("ada_kimg", ada_kimg, interval, schedule, p_end)
-        self.p_end = None if p_end is None else _probability("p_end", p_end)
+        self.init_schedule(p, target, ada_kimg, "ada_kimg", interval, schedule, p_end)
         if interpolation not in ("bilinear", "bicubic"):
             raise GanforgeError(f"augment.interpolation: expected 'bilinear' or 'bicubic', got {interpolation!r}")
         if not isinstance(antialias, bool):
@@ -83,39 +71,15 @@ class ADA(Augment):
         if img_shape is not None and len(img_shape) == 3 and img_shape[0] not in (1, 3) and "c" in pipe:
             raise GanforgeError(f"augment.pipe: ADA's color ops need 1- or 3-channel images, the data has "
                                 f"{img_shape[0]}; leave 'c' out of the pipe")
-        self.pipe, self.target, self.ada_kimg, self.schedule = pipe, float(target), float(ada_kimg), schedule
-        self.interpolation = interpolation
-        self.antialias = antialias
-        self.update_every = interval
-        self.register_buffer("p", torch.tensor(self.p_start, dtype=torch.float64))
-        self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float64))  # last r_t (NaN: none yet)
-        self._p = self.p_start  # python copy of the buffer: forward needs no device sync
+        self.pipe, self.interpolation, self.antialias = pipe, interpolation, antialias
 
-    # -------------------------------------------------------------------------------------------------- the p rule
-    def update(self, stats: dict[str, float]) -> None:
-        """Move p by the schedule (module docstring) from one statistics window."""
-        if self.schedule == "fixed":
-            return
-        if self.schedule == "linear":
-            progress = min(max(float(stats["progress"]), 0.0), 1.0)
-            self._set_p(self.p_start + (self.p_end - self.p_start) * progress)
-            return
-        moved = overfitting_step(self._p, stats, self.target, self.ada_kimg, "ada's adaptive p")
-        if moved is not None:
-            self._set_p(moved[0])
-            self.rt.fill_(moved[1])
-
-    def _set_p(self, value: float) -> None:
-        self.p.fill_(value)
-        self._p = float(value)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._p = float(self.p)
+    @property
+    def ada_kimg(self) -> float:
+        """The `ada_kimg` option: thousands of real images over which p can move by 1."""
+        return self.kimg
 
     def log_values(self) -> dict[str, float]:
-        rt = float(self.rt)
-        return {"aug_p": self._p, **({"aug_rt": rt} if math.isfinite(rt) else {})}
+        return self.p_values("aug")
 
     # ----------------------------------------------------------------------------------------------- the transform
     def forward(self, x: torch.Tensor, rng: SampleRNG | None = None) -> torch.Tensor:
@@ -131,6 +95,6 @@ class ADA(Augment):
             return ada_ops.recolor(out, ada_ops.color_matrix(prm))
 
     def extra_repr(self) -> str:
-        return (f"p={self._p:.6g}, schedule={self.schedule!r}, target={self.target}, ada_kimg={self.ada_kimg}, "
+        return (f"p={self._p:.6g}, schedule={self.schedule!r}, target={self.target}, ada_kimg={self.kimg}, "
                 f"interval={self.update_every}, pipe={self.pipe!r}, interpolation={self.interpolation!r}, "
                 f"antialias={self.antialias}")

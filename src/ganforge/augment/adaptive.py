@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from ..errors import GanforgeError
+from .base import Augment
 
 
 def overfitting_step(p: float, stats: dict[str, float], target: float, ada_kimg: float, who: str
@@ -39,3 +42,52 @@ def check_schedule(kimg_key: str, kimg: object, interval: object, schedule: obje
         raise GanforgeError("augment.p_end: schedule 'linear' needs p_end, the probability at the end of training")
     if schedule != "linear" and p_end is not None:
         raise GanforgeError(f"augment.p_end: only used with schedule 'linear', but schedule is {schedule!r}")
+
+
+def _number(key: str, value: object, low: float, high: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise GanforgeError(f"augment.{key}: expected {what}, got {value!r}")
+    return float(value)
+
+
+class ScheduledP(Augment):
+    """An augmentation whose probability p follows `schedule` (ADA, APA): "adaptive" (`overfitting_step`), "fixed",
+    or "linear" from p to p_end over training; p is a float64 buffer (checkpointed) with a python copy (no device
+    sync when it is read), and the last r_t = E[sign D(real)] of a window is kept in `rt` (NaN before the first)."""
+
+    def init_schedule(self, p: object, target: object, kimg: object, kimg_key: str, interval: object,
+                      schedule: object, p_end: object, target_low: float = -1.0) -> None:
+        """Check and store the schedule options (one-line errors naming augment.<key>)."""
+        self.p_start = _number("p", p, 0.0, 1.0, "a probability in [0, 1]")
+        self.target = _number("target", target, target_low, 1.0,
+                              f"a value of E[sign D(real)] in [{target_low:g}, 1]")
+        check_schedule(kimg_key, kimg, interval, schedule, p_end)
+        self.p_end = None if p_end is None else _number("p_end", p_end, 0.0, 1.0, "a probability in [0, 1]")
+        self.kimg, self.schedule, self.update_every = float(kimg), schedule, interval
+        self.register_buffer("p", torch.tensor(self.p_start, dtype=torch.float64))
+        self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float64))
+        self._p = self.p_start
+
+    def update(self, stats: dict[str, float]) -> None:
+        """Move p by the schedule from one statistics window (the adaptive rule also keeps the window's r_t)."""
+        if self.schedule == "linear":
+            progress = min(max(float(stats["progress"]), 0.0), 1.0)
+            self._set_p(self.p_start + (self.p_end - self.p_start) * progress)
+        elif self.schedule == "adaptive":
+            moved = overfitting_step(self._p, stats, self.target, self.kimg, f"{type(self).__name__}'s adaptive p")
+            if moved is not None:
+                self._set_p(moved[0])
+                self.rt.fill_(moved[1])
+
+    def _set_p(self, value: float) -> None:
+        self.p.fill_(value)
+        self._p = float(value)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._p = float(self.p)
+
+    def p_values(self, prefix: str) -> dict[str, float]:
+        """{PREFIX_p, PREFIX_rt (once measured)} for the training log."""
+        rt = float(self.rt)
+        return {f"{prefix}_p": self._p, **({f"{prefix}_rt": rt} if math.isfinite(rt) else {})}

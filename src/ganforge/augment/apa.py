@@ -40,17 +40,11 @@ from ..errors import GanforgeError
 from ..registries import AUGMENTATIONS
 from ..training.rng import SampleRNG
 from ..training.stats import is_stateful
-from .adaptive import check_schedule, overfitting_step
+from .adaptive import ScheduledP
 from .base import Augment
 
 if TYPE_CHECKING:
     from ..objectives.base import Context
-
-
-def _number(key: str, value: float, low: float, high: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise GanforgeError(f"augment.{key}: expected {what}, got {value!r}")
-    return float(value)
 
 
 def _build_inner(spec: str | dict | None, context: dict[str, Any]) -> Augment:
@@ -79,7 +73,7 @@ def _build_inner(spec: str | dict | None, context: dict[str, Any]) -> Augment:
 
 
 @AUGMENTATIONS.register("apa")
-class APA(Augment):
+class APA(ScheduledP):
     """APA (Jiang 2021): D phases see each real replaced by the same row's fake with probability p (adapted as ADA).
 
     Args:
@@ -96,18 +90,11 @@ class APA(Augment):
                  schedule: Literal["adaptive", "fixed", "linear"] = "adaptive", p_end: float | None = None,
                  augment: str | dict | None = None, **context):
         super().__init__()
-        self.p_start = _number("p", p, 0.0, 1.0, "a probability in [0, 1]")
-        self.target = _number("target", target, 0.0, 1.0, "a value of E[sign D(real)] in [0, 1]")
-        check_schedule("apa_kimg", apa_kimg, interval, schedule, p_end)
-        self.p_end = None if p_end is None else _number("p_end", p_end, 0.0, 1.0, "a probability in [0, 1]")
-        self.apa_kimg, self.schedule, self.update_every = float(apa_kimg), schedule, interval
+        self.init_schedule(p, target, apa_kimg, "apa_kimg", interval, schedule, p_end, target_low=0.0)
         self.inner = _build_inner(augment, context)  # the run's build context, handed on
         if is_stateful(self.inner) and self.inner.update_every != interval:  # one statistics window feeds both
             raise GanforgeError(f"augment.augment.interval: the inner augmentation adapts every "
                                 f"{self.inner.update_every} D steps, APA every {interval}; set both intervals equal")
-        self.register_buffer("p", torch.tensor(self.p_start, dtype=torch.float64))
-        self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float64))  # last lambda_r (NaN: none yet)
-        self._p = self.p_start  # python copy of the buffer: prepare needs no device sync
 
     # -------------------------------------------------------------------------------------- the pseudo-real swap
     def prepare(self, ctx: "Context") -> None:
@@ -130,32 +117,23 @@ class APA(Augment):
 
     # -------------------------------------------------------------------------------------------------- the p rule
     def update(self, stats: dict[str, float]) -> None:
-        """Move p by the schedule (module docstring) and hand the window to a stateful inner augmentation."""
+        """Hand the window to a stateful inner augmentation, then move p by the schedule (module docstring);
+        lambda_r is kept in every schedule (it shows how far D separates the substituted reals)."""
         if is_stateful(self.inner):
             self.inner.update(stats)
         rt = float(stats.get("d_real_sign", float("nan")))
         if math.isfinite(rt):
             self.rt.fill_(rt)
-        if self.schedule == "linear":
-            progress = min(max(float(stats["progress"]), 0.0), 1.0)
-            self._set_p(self.p_start + (self.p_end - self.p_start) * progress)
-        elif self.schedule == "adaptive":
-            moved = overfitting_step(self._p, stats, self.target, self.apa_kimg, "apa's adaptive p")
-            if moved is not None:
-                self._set_p(moved[0])
+        super().update(stats)
 
-    def _set_p(self, value: float) -> None:
-        self.p.fill_(value)
-        self._p = float(value)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._p = float(self.p)
+    @property
+    def apa_kimg(self) -> float:
+        """The `apa_kimg` option: thousands of real images over which p can move by 1."""
+        return self.kimg
 
     def log_values(self) -> dict[str, float]:
-        rt = float(self.rt)
-        return {"apa_p": self._p, **({"apa_rt": rt} if math.isfinite(rt) else {}), **self.inner.log_values()}
+        return {**self.p_values("apa"), **self.inner.log_values()}
 
     def extra_repr(self) -> str:
-        return (f"p={self._p:.6g}, schedule={self.schedule!r}, target={self.target}, apa_kimg={self.apa_kimg}, "
+        return (f"p={self._p:.6g}, schedule={self.schedule!r}, target={self.target}, apa_kimg={self.kimg}, "
                 f"interval={self.update_every}")
