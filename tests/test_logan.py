@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from helpers import TINY_POINTS, last_state
+from toy_nets import FnD, ScaleG
 
 from ganforge.conditioning.base import DOutput
 from ganforge.config import from_dict
@@ -19,31 +20,6 @@ from ganforge.objectives.base import StepInfo
 from ganforge.registries import REGULARIZERS
 
 DZ = torch.tensor([0.9 * 3 / 25.1, 0.9 * 4 / 25.1])  # alpha g / (beta + ||g||^2) for g = (3, 4): (0.10757, 0.14343)
-
-
-class FnD(nn.Module):
-    """D(x) = fn(self, x) with parameters `p`; counts its calls."""
-
-    def __init__(self, fn, **params):
-        super().__init__()
-        self.fn = fn
-        self.p = nn.ParameterDict({k: nn.Parameter(torch.tensor(v)) for k, v in params.items()})
-        self.calls = 0
-
-    def forward(self, x, y=None):
-        self.calls += 1
-        return DOutput(adv=self.fn(self, x))
-
-
-class ScaleG(nn.Module):
-    """G(z) = w * z (w = 1: the identity)."""
-
-    def __init__(self, w: float = 1.0):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-
-    def forward(self, z, y=None):
-        return self.w * z
 
 
 def linear_d() -> FnD:

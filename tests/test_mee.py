@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from helpers import TINY_DIGITS, last_state
+from toy_nets import ScaleG
 
 from ganforge.conditioning.base import DOutput
 from ganforge.config import from_dict
@@ -33,17 +34,6 @@ class FeatD(nn.Module):
     def forward(self, x, y=None):
         h = self.fn(x.flatten(1) @ self.A)
         return DOutput(adv=h.sum(1), h=h)
-
-
-class ScaleG(nn.Module):
-    """G(z) = w * z."""
-
-    def __init__(self, w: float = 1.0):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-
-    def forward(self, z, y=None):
-        return self.w * z
 
 
 def mee(feature_dim: int, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, n: int = 0,

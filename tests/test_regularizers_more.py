@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import TINY_POINTS
+from toy_nets import FnD, ScaleG
 
 from ganforge.augment.base import Augment
-from ganforge.conditioning.base import DOutput
 from ganforge.config import from_dict
 from ganforge.errors import GanforgeError
 from ganforge.objectives import Context
@@ -24,29 +24,6 @@ from ganforge.registries import AUGMENTATIONS, LOSSES, REGULARIZERS
 from ganforge.registry import Entry
 from ganforge.training.phases import build_phases
 from ganforge.training.rng import SampleRNG
-
-
-class FnD(nn.Module):
-    """D(x) = fn(self, x) with optional parameters."""
-
-    def __init__(self, fn, **params: float):
-        super().__init__()
-        self.fn = fn
-        self.p = nn.ParameterDict({k: nn.Parameter(torch.tensor(v)) for k, v in params.items()})
-
-    def forward(self, x, y=None):
-        return DOutput(adv=self.fn(self, x))
-
-
-class ScaleG(nn.Module):
-    """G(z) = w * z with one parameter w."""
-
-    def __init__(self, w: float = 1.0):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-
-    def forward(self, z, y=None):
-        return self.w * z
 
 
 def linear_d():
