@@ -357,3 +357,20 @@ def test_adaptive_values_are_plotted_into_the_run_directory(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_a_key_added_to_ganforge_after_a_checkpoint_counts_as_its_default():
+    """A saved config written before a key existed (here train.init_from) does not differ from a new one that leaves
+    the key at its default; a non-default value still counts as a change."""
+    from ganforge.training.run_dir import config_changes
+
+    new = from_dict(copy.deepcopy(TINY_POINTS)).to_dict()
+    saved = copy.deepcopy(new)
+    del saved["train"]["init_from"]
+    assert config_changes(saved, new) == {}
+    new["train"]["init_from"] = "elsewhere"
+    assert config_changes(saved, new) == {"train.init_from": (None, "elsewhere")}
+    saved["train"]["init_from"], new["train"]["init_from"] = None, None
+    del saved["train"]["steps"]
+    new["train"]["steps"] = 7  # not TrainConfig's default: a change from it
+    assert list(config_changes(saved, new)) == ["train.steps"]

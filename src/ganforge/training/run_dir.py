@@ -30,6 +30,8 @@ OUTPUT_ONLY = frozenset({"train.log_every", "train.sample_every", "train.ckpt_ev
                          "train.mode_every", "train.grid_size", "train.tensorboard", "eval.every", "eval.batch_size"})
 # keys that describe the machine rather than the method: accepted with a warning (bits may differ) and recorded
 ENVIRONMENT = frozenset({"train.threads", "train.device"})
+# keys that act only when a run starts (step 0): once it has a checkpoint of its own, a change is recorded, not refused
+START_ONLY = frozenset({"train.init_from"})
 _ABSENT = "<absent>"
 
 
@@ -208,19 +210,31 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
 
 
+def section_defaults() -> dict[str, Any]:
+    """Dotted key -> default of every key of the config's train / optim / eval sections."""
+    from dataclasses import asdict
+
+    from ..config import EvalConfig, OptimConfig, TrainConfig
+
+    return flatten({"train": asdict(TrainConfig()), "optim": asdict(OptimConfig()), "eval": asdict(EvalConfig())})
+
+
 def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Dotted key -> (saved value, new value) for every key that differs."""
+    """Dotted key -> (saved value, new value) for every key that differs. A key the saved config lacks (it was written
+    before the key existed) counts as its default, so adding a key to ganforge does not change old runs' configs."""
     a, b = flatten(saved), flatten(new)
+    defaults = section_defaults()
+    a.update({k: defaults[k] for k in b if k not in a and k in defaults})
     return {k: (a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in sorted(set(a) | set(b)) if a.get(k, _ABSENT) !=
             b.get(k, _ABSENT)}
 
 
 def needs_permission(changes: dict[str, tuple[Any, Any]], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """The changes that alter how training computes (everything but output-only and machine keys, and
+    """The changes that alter how training computes (everything but output-only, machine and start-only keys, and
     `train.steps` unless a learning-rate decay schedule depends on it)."""
     decays = new.get("optim", {}).get("lr_decay", "none") != "none"
-    return {k: v for k, v in changes.items()
-            if k not in OUTPUT_ONLY and k not in ENVIRONMENT and not (k == "train.steps" and not decays)}
+    free = OUTPUT_ONLY | ENVIRONMENT | START_ONLY
+    return {k: v for k, v in changes.items() if k not in free and not (k == "train.steps" and not decays)}
 
 
 def describe(changes: dict[str, tuple[Any, Any]], limit: int = 8) -> str:

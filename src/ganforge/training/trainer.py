@@ -25,7 +25,7 @@ from ..sampling import generate
 from . import distributed as dist_utils
 from .build import build_run, count_params, export_meta
 from .checkpoint import atomic_save, load_latest, save_checkpoint
-from .init_from import INIT_FROM, init_weights
+from .init_from import init_weights
 from .divergence import DivergenceGuard
 from .ema import update_ema
 from .export import staged_dir, write_export, export_generator
@@ -104,11 +104,7 @@ class Trainer:
         allowed: dict[str, tuple] = {}
         if found is not None:
             changes = rundir.config_changes(found[0].get("config", {}), cfg.to_dict())
-            if changes.get(INIT_FROM) == (rundir._ABSENT, None):  # a checkpoint from before the key existed
-                del changes[INIT_FROM]
-            # train.init_from only acts at step 0 (the run's own checkpoint wins): a change is recorded, never refused
-            training = {k: v for k, v in changes.items() if k != INIT_FROM}
-            allowed = rundir.check_resume(self.run_dir, found[1], training, cfg.to_dict(), allow_config_change)
+            allowed = rundir.check_resume(self.run_dir, found[1], changes, cfg.to_dict(), allow_config_change)
             if allowed:
                 self.notes.append(f"config changed with --allow-config-change at step {found[0]['step']}: "
                                   f"{rundir.describe(allowed)}")
