@@ -3,7 +3,7 @@
 Arguments are checked here, before any sample is drawn, with one-line errors naming them (`n`, `seed`, `batch_size`,
 `labels`, `truncation`), since the API's `generate(G, n)` is where a user's values enter.
 
-`sampler=` draws through a sampling-time method that uses D (`ganforge list samplers`: ddls, drs; see
+`sampler=` draws through a sampling-time method that uses D (`ganforge list samplers`: ddls, drs, logan; see
 `ganforge.samplers`), with `D=` the discriminator (default: the one exported next to an exported G). A generator bound
 to a sampler (`samplers.SampledGenerator`) draws through it too. Without one, sampling is plain G sampling.
 """
