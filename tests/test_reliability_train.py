@@ -213,7 +213,8 @@ def test_kill_during_export_leaves_no_half_export(tmp_path):
     assert not (run / "export").exists()  # not an export with weights but no config.json
     assert list(run.glob(".export.tmp*"))
     train(from_dict(raw), run, progress=False)  # at train.steps already: re-exports
-    assert sorted(p.name for p in (run / "export").iterdir()) == ["config.json", "discriminator.safetensors", "generator.safetensors"]
+    assert sorted(p.name for p in (run / "export").iterdir()) == ["config.json", "discriminator.safetensors",
+                                                                   "generator.safetensors"]
     assert not list(run.glob(".export.*"))
 
 

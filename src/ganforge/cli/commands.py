@@ -70,7 +70,8 @@ def add_sample(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
     p.add_argument("--truncation", type=float, default=None, help="truncation threshold psi (resample |z| > psi)")
-    p.add_argument("--sampler", default=None, help="draw with a method that uses the run's exported D: ddls, drs or logan, "
+    p.add_argument("--sampler", default=None, help="draw with a method that uses the run's exported D: ddls, drs or "
+                                                    "logan, "
                                                     "with options ddls:steps=100:step_size=0.01 (`ganforge list "
                                                     "samplers`); default none: plain G sampling")
     p.add_argument("--device", default="cpu")
