@@ -66,10 +66,12 @@ def test_architecture_combination(arch, shape, cond_name, head_name, num_classes
     if len(shape) == 3:
         assert x.abs().max() <= 1.0
 
-    # D(x, y): one logit per sample; backward reaches every G and D parameter with finite grads
+    # D(x, y): one logit per sample; backward (through adv and the head's declared extras, e.g. an auxiliary
+    # classifier's logits) reaches every G and D parameter with finite grads
     out = D(x, y)
-    assert out.adv.shape == (B,)
-    out.adv.mean().backward()
+    assert out.adv.shape == (B,) and set(head.provides) <= set(out.extras)
+    extras = [out.get(k).float().mean() for k in head.provides]
+    (out.adv.mean() + sum(extras)).backward()
     for name, p in [*G.named_parameters(), *D.named_parameters()]:
         assert p.grad is not None, f"no grad for {name}"
         assert torch.isfinite(p.grad).all(), f"non-finite grad for {name}"

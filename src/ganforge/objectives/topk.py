@@ -48,7 +48,7 @@ class TopKLoss(AdversarialLoss):
     """Top-k training (Sinha 2020): wraps a loss; G's loss uses only the k fakes with the largest D logits.
 
     Args:
-        base: the wrapped adversarial loss (any registered loss but topk).
+        base: the wrapped adversarial loss (a registered `AdversarialLoss` other than topk: not multi-hinge).
         base_options: that loss's options.
         gamma: per-epoch decay of k (k starts at the batch size).
         nu: floor of k as a fraction of the batch size.
@@ -69,6 +69,9 @@ class TopKLoss(AdversarialLoss):
             if text.startswith("loss.") and not text.startswith("loss.base_options"):
                 raise GanforgeError(f"loss.base_options.{text[len('loss.'):]}") from None
             raise
+        if not isinstance(self.base, AdversarialLoss):  # e.g. multi-hinge: class scores, not one logit per sample
+            raise GanforgeError(f"loss.base: topk ranks fakes by one D logit each and wraps per-sample losses of it; "
+                                f"{base!r} is not such a loss (StudioGAN also disallows top-k with MH)")
         if not 0.0 < gamma <= 1.0:
             raise GanforgeError(f"loss.gamma: expected a number in (0, 1], got {gamma!r}")
         if not 0.0 < nu <= 1.0:
