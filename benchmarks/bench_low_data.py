@@ -18,15 +18,15 @@ standard deviation over seeds, the final ADA/APA p or Diffusion-GAN T, and the t
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import copy
 import json
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_pool import run_all, table  # noqa: E402
 
 BASE = {
     "data": {"name": "digits", "resolution": 16},
@@ -118,39 +118,6 @@ def run_child(spec: dict) -> dict:
     return result
 
 
-def launch(spec: dict) -> dict:
-    """Run one spec in a child process; return its result."""
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"run {spec['key']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# ---------------------------------------------------------------------------------------------------- reporting
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    m = statistics.fmean(values)
-    s = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{m:.3g} ± {s:.2g}"
-
-
-def table(rows: list[dict], group: tuple[str, ...], metrics: tuple[str, ...]) -> str:
-    keys = []
-    for r in rows:
-        k = tuple(r[g] for g in group)
-        if k not in keys:
-            keys.append(k)
-    head = "| " + " | ".join([*group, "seeds", *metrics]) + " |"
-    lines = [head, "|" + "---|" * (len(group) + 1 + len(metrics))]
-    for k in keys:
-        mine = [r for r in rows if tuple(r[g] for g in group) == k]
-        cells = [str(v) for v in k] + [",".join(str(r["seed"]) for r in mine)]
-        cells += [mean_std([r[m] for r in mine if m in r]) for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -186,30 +153,7 @@ def main() -> None:
                     key = f"n{size}-{method}-seed{seed}"
                     specs.append({"key": key, "size": size, "method": method, "seed": seed, "out": str(out / key),
                                   "config": low_data_config(size, method, seed, a.steps, a.ada_kimg)})
-    results_file = out / "results.jsonl"
-    done = {}
-    if results_file.exists():
-        for line in results_file.read_text().splitlines():
-            r = json.loads(line)
-            done[r["key"]] = r
-    todo = [] if a.report else [s for s in specs if s["key"] not in done]
-    if not a.report:
-        print(f"{len(specs)} runs, {len(specs) - len(todo)} already done; {a.jobs} at a time", flush=True)
-    with cf.ThreadPoolExecutor(a.jobs) as pool:
-        futures = {pool.submit(launch, s): s for s in todo}
-        for f in cf.as_completed(futures):
-            s = futures[f]
-            try:
-                result = f.result()
-            except RuntimeError as e:  # reported; the run is retried the next time the benchmark is started
-                print(e, flush=True)
-                continue
-            r = {k: v for k, v in s.items() if k not in ("config", "overrides", "out", "preset")} | result
-            done[s["key"]] = r
-            with results_file.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
-            print(json.dumps(r), flush=True)
-    rows = [done[s["key"]] for s in specs if s["key"] in done]
+    rows = run_all(__file__, specs, out, a.jobs, report_only=a.report)
     if a.mee:
         print(table(rows, ("method",), ("modes", "kl", "train_cpu_min")))
     else:

@@ -1,0 +1,142 @@
+"""Class-conditional benchmark: every D-side conditioning method on digits (10 classes) and stacked digits (1,000).
+
+Protocol (issue 8): one architecture and one budget for every method — an SN-DCGAN (spectral norm in D), cBN in G
+(as StudioGAN's conditional configs), hinge loss (MH-GAN: its own multi-hinge loss), Adam 2e-4 (0, 0.9), batch 64,
+`--steps` G steps, 3 seeds; each method's own defaults (weights, temperatures, margins) from its paper / StudioGAN
+config. Each run's G_ema is scored with labels drawn uniformly:
+- digits (16 px): FID, intra-FID and per-class coverage on the `digits-classifier` backbone against the training
+  split; class consistency (`class_acc`: the classifier's top-1 on generated images vs the labels they were made
+  with); CAS (a probe trained on generated features, tested on the held-out test split) with the real-data probe's
+  accuracy as baseline; coverage.
+- stacked digits (8 px): the same on `stacked-digits-classifier` (the digits classifier per channel: 1,000-way),
+  plus the 1,000-mode coverage of the Stacked-MNIST protocol (modes, KL to uniform). Intra-FID is left out here: with
+  1,000 classes each class has ~10 generated samples and its FID would be dominated by bias.
+CPU minutes are the training process's (one thread).
+
+    python benchmarks/bench_conditioning.py [--datasets digits,stacked-digits] [--methods pd,ac,...] [--seeds 0,1,2]
+                                            [--steps 2000] [--jobs 2] [--out runs/bench-conditioning] [--report]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_pool import run_all, table  # noqa: E402
+
+BASE = {
+    "model": {"name": "dcgan", "z_dim": 64, "g_ch": 16, "d_ch": 16, "d_sn": True},
+    "conditioning": {"g": {"name": "cbn"}},
+    "loss": {"name": "hinge"},
+    "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.0, 0.9]},
+    "train": {"batch_size": 64, "ema_decay": 0.999, "log_every": 100, "sample_every": 0, "ckpt_every": 0,
+              "mode_every": 0, "tensorboard": False, "threads": 1},
+}
+DATASETS = {  # data section, evaluation backbone, generated samples, metrics against the training split
+    "digits": ({"name": "digits", "resolution": 16}, "digits-classifier", 2000, "fid,ifid,prdc,prdc-class"),
+    "stacked-digits": ({"name": "stacked-digits", "resolution": 8}, "stacked-digits-classifier", 10000, "fid,prdc"),
+}
+# method -> (D head, loss): the head brings the method's own term (AC's CE, 2C, ...); MH-GAN replaces the loss
+METHODS = {
+    "pd": ({"name": "projection"}, None),
+    "ac": ({"name": "ac"}, None),
+    "ac-mod": ({"name": "ac-mod"}, None),
+    "tac": ({"name": "tac"}, None),
+    "adc": ({"name": "adc"}, None),
+    "2c": ({"name": "2c"}, None),
+    "d2d-ce": ({"name": "d2d-ce"}, None),
+    "mh": ({"name": "mh"}, {"name": "multi-hinge"}),
+}
+KEYS = ("fid", "ifid", "class_acc", "cas", "cas_real", "gan_test", "coverage", "class_coverage", "modes", "kl",
+        "train_cpu_min")
+
+
+def conditioning_config(dataset: str, method: str, seed: int, steps: int) -> dict:
+    cfg = copy.deepcopy(BASE)
+    head, loss = METHODS[method]
+    cfg["seed"] = seed
+    cfg["data"] = dict(DATASETS[dataset][0])
+    cfg["conditioning"]["d"] = dict(head)
+    if loss is not None:
+        cfg["loss"] = dict(loss)
+    cfg["train"]["steps"] = steps
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------ one run (child)
+def run_child(spec: dict) -> dict:
+    """Train one configuration and evaluate it (inside its own process)."""
+    import torch
+
+    from ganforge.config import from_dict
+    from ganforge.metrics.evaluate import evaluate
+    from ganforge.registries import DATASETS as DATA, load_all
+    from ganforge.sampling import generate
+    from ganforge.training.export import load_generator
+    from ganforge.training.trainer import train
+
+    torch.set_num_threads(1)
+    out = Path(spec["out"])
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = from_dict(spec["config"])
+    t0, c0 = time.perf_counter(), time.process_time()
+    train(cfg, out, progress=False)
+    result = {"train_wall_min": (time.perf_counter() - t0) / 60, "train_cpu_min": (time.process_time() - c0) / 60}
+    load_all()
+    data, backbone, n, metrics = DATASETS[spec["dataset"]]
+    options = {k: v for k, v in data.items() if k != "name"}
+    train_set = DATA.build(data["name"], options, split="train", cache_dir=None)
+    test_set = DATA.build(data["name"], options, split="test", cache_dir=None)
+    common = {"backbone": backbone, "n": n, "progress": False}
+    result.update(evaluate(out / "export", train_set, metrics=metrics + ",class-acc", **common))
+    result.update({k: v for k, v in evaluate(out / "export", test_set, metrics="cas", **common).items()
+                   if k not in ("n", "n_ref")})
+    if spec["dataset"] == "stacked-digits":  # the Stacked-MNIST protocol: 1,000-mode coverage at uniform labels
+        G = load_generator(out / "export")
+        labels = torch.arange(26000) % 1000
+        result.update(train_set.mode_metrics(generate(G, 26000, seed=0, labels=labels)))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default="runs/bench-conditioning")
+    p.add_argument("--report", action="store_true", help="print the table of the runs done so far; run nothing")
+    a = p.parse_args()
+    if a.child:
+        print(json.dumps(run_child(json.loads(a.child))))
+        return
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for dataset in a.datasets.split(","):
+        if dataset not in DATASETS:
+            raise SystemExit(f"--datasets: unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+        for method in a.methods.split(","):
+            if method not in METHODS:
+                raise SystemExit(f"--methods: unknown method {method!r}; choose from {', '.join(METHODS)}")
+            for seed in (int(s) for s in a.seeds.split(",")):
+                key = f"{dataset}-{method}-seed{seed}"
+                specs.append({"key": key, "dataset": dataset, "method": method, "seed": seed, "out": str(out / key),
+                              "config": conditioning_config(dataset, method, seed, a.steps)})
+    rows = run_all(__file__, specs, out, a.jobs, report_only=a.report)
+    for dataset in a.datasets.split(","):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        keys = tuple(k for k in KEYS if any(k in r for r in mine))
+        print(f"\n{dataset}\n" + table(mine, ("method",), keys))
+
+
+if __name__ == "__main__":
+    main()
