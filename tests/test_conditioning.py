@@ -21,10 +21,10 @@ def test_builtin_methods_registered():
 def test_g_conditioning_interface(name):
     torch.manual_seed(0)
     cond = G_CONDITIONING.build(name, {}, num_classes=K)
-    z, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 0, 1])
-    cond.bind(5, num_blocks=3)
+    z, y = torch.randn(6, 24), torch.tensor([0, 1, 2, 3, 0, 1])  # 24: room for InfoGAN's codes, 4 chunks of 6
+    cond.bind(24, num_blocks=3)
     inp = cond.prepare(z, y)
-    assert inp.x.shape == (6, cond.in_features(5)) and len(inp.blocks) == 3
+    assert inp.x.shape == (6, cond.in_features(24)) and len(inp.blocks) == 3
     for norm, x in ((cond.norm1d(7), torch.randn(6, 7)), (cond.norm2d(3), torch.randn(6, 3, 4, 4))):
         out = norm(x, inp.blocks[0])
         assert out.shape == x.shape

@@ -3,8 +3,10 @@
 Fixed sections (`optim`, `train`, `eval`) are dataclasses whose fields are checked by type. Component sections
 (`data`, `model`, `conditioning.g`, `conditioning.d`, `loss`, `regularizers[i]`, `augment`, and `eval.metrics[i]`)
 are `{name: ..., **options}` and are checked against the named component's signature in its registry, so a
-component's options are documented in exactly one place: its constructor. `plugins: [my_pkg.my_module, ...]` names
-modules that register more components; they are imported before anything is validated.
+component's options are documented in exactly one place: its constructor. `conditioning.fake_labels` (uniform |
+prior) says how G's class labels are drawn in training: uniform over the classes, or with the training set's class
+frequencies. `plugins: [my_pkg.my_module, ...]` names modules that register more components; they are imported
+before anything is validated.
 """
 from __future__ import annotations
 
@@ -89,6 +91,7 @@ class EvalConfig:
 
 
 _AMP_MODES = ("none", "bf16", "fp16")
+FAKE_LABELS_DEFAULT = "uniform"  # conditioning.fake_labels: uniform over the classes unless the user asks for prior
 
 
 @dataclass
@@ -105,6 +108,7 @@ class RunConfig:
     eval: EvalConfig
     seed: int = 0
     plugins: list[str] = field(default_factory=list)
+    fake_labels: str = FAKE_LABELS_DEFAULT  # conditioning.fake_labels: how G's class labels are drawn (phase_runner.py)
 
     def components(self) -> list[tuple[str, Registry, Component]]:
         """(config key, registry, choice) of every training component."""
@@ -132,7 +136,7 @@ class RunConfig:
             "seed": self.seed,
             "data": self.data.to_dict(),
             "model": self.model.to_dict(),
-            "conditioning": {"g": self.g_cond.to_dict(), "d": self.d_head.to_dict()},
+            "conditioning": self._conditioning_dict(),
             "loss": self.loss.to_dict(),
             "regularizers": [r.to_dict() for r in self.regularizers],
             "augment": self.augment.to_dict(),
@@ -140,6 +144,14 @@ class RunConfig:
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
         }
+
+    def _conditioning_dict(self) -> dict[str, Any]:
+        """The conditioning section; `fake_labels` only when not the default, so configs saved before the key existed
+        compare equal to today's (resuming them needs no --allow-config-change)."""
+        out: dict[str, Any] = {"g": self.g_cond.to_dict(), "d": self.d_head.to_dict()}
+        if self.fake_labels != FAKE_LABELS_DEFAULT:
+            out["fake_labels"] = self.fake_labels
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -221,8 +233,9 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
             raise GanforgeError(f"{key}: missing section (a mapping with 'name')")
     raw = {**copy.deepcopy(_DEFAULTS), **raw}
     cond = raw["conditioning"] or {}
-    if not isinstance(cond, dict) or set(cond) - {"g", "d"}:
-        raise GanforgeError(f"conditioning: expected a mapping with keys g and d, got {cond!r}")
+    if not isinstance(cond, dict) or set(cond) - {"g", "d", "fake_labels"}:
+        raise GanforgeError(f"conditioning: expected a mapping with keys g, d (and optionally fake_labels), got "
+                            f"{cond!r}")
     regs = raw["regularizers"] or []
     if not isinstance(regs, list):
         raise GanforgeError(f"regularizers: expected a list of mappings with 'name', got {regs!r}")
@@ -239,6 +252,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         train=_section(TrainConfig, raw["train"], "train"),
         eval=_section(EvalConfig, raw["eval"], "eval"),
         plugins=list(plugins),
+        fake_labels=check_type(cond.get("fake_labels", FAKE_LABELS_DEFAULT), str, "conditioning.fake_labels"),
     )
     cfg.eval.metrics = [metric_spec(m, METRICS, f"eval.metrics.{i}") for i, m in enumerate(cfg.eval.metrics)]
     _check_values(cfg)
@@ -294,6 +308,15 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.train.amp not in _AMP_MODES:
         raise GanforgeError(f"train.amp: expected one of {', '.join(_AMP_MODES)}, got {cfg.train.amp!r}")
     from .training.phases import LR_SCHEDULES
+    from .training.phase_runner import FAKE_LABELS
+
+    if cfg.fake_labels not in FAKE_LABELS:
+        raise GanforgeError(f"conditioning.fake_labels: expected one of {', '.join(FAKE_LABELS)}, got "
+                            f"{cfg.fake_labels!r}")
+    if cfg.fake_labels != FAKE_LABELS_DEFAULT and not cfg.conditional:
+        raise GanforgeError(f"conditioning.fake_labels: {cfg.fake_labels!r} draws G's class labels, but no chosen "
+                            f"component uses labels (the run is unconditional); remove it or choose a "
+                            f"class-conditional G / D (e.g. conditioning g=cbn, d=projection)")
 
     if cfg.optim.lr_decay not in LR_SCHEDULES:
         raise GanforgeError(f"optim.lr_decay: expected one of {', '.join(LR_SCHEDULES)}, got {cfg.optim.lr_decay!r}")

@@ -59,7 +59,8 @@ class GConditioning(nn.Module):
 
     Protocol: the architecture calls `bind(z_dim, num_blocks)` before building its layers, asks `in_features(z_dim)`
     for the width of its first layer and `norm1d` / `norm2d` for its norm layers, and in `forward` calls
-    `prepare(z, y)` and gives `blocks[i]` to block i's norm layers.
+    `prepare(z, y)` and gives `blocks[i]` to block i's norm layers. `Generator.sample_z` passes its N(0, I) draw
+    through `sample_codes`. A method may bring loss terms with `terms(**build_context)` (see training/build.py).
     """
 
     uses_labels: bool = False  # whether the method needs class labels (the run is then class-conditional)
@@ -90,6 +91,14 @@ class GConditioning(nn.Module):
     def prepare(self, z: torch.Tensor, y: torch.Tensor | None) -> GInput:
         """G's input vector and per-block conditioning from z and labels (default: z, and y for every block)."""
         return GInput(z, [y] * self.num_blocks)
+
+    def sample_codes(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Latents `G.sample_z` drew as N(0, I) (after truncation) -> the latents G takes (default: unchanged).
+
+        A method whose latent holds structured codes (InfoGAN's one-hot and uniform codes) writes them here, drawing
+        from `generator` so seeded sampling stays reproducible. Methods without codes must not draw from it.
+        """
+        return z
 
 
 class DHead(nn.Module):

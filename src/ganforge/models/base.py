@@ -43,7 +43,11 @@ class Generator(nn.Module):
 
     def sample_z(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-        """Standard normal latents; with `truncation` psi, values with |z| > psi are resampled (BigGAN's trick)."""
+        """Standard normal latents; with `truncation` psi, values with |z| > psi are resampled (BigGAN's trick).
+
+        A G conditioning with latent codes (InfoGAN) then writes them over its part of z (`sample_codes`), so
+        truncation acts on the noise only.
+        """
         n = check_int(n, "n", minimum=0)
         truncation = check_positive_float(truncation, "truncation", allow_none=True)
         z = torch.randn(n, self.z_dim, generator=generator)
@@ -53,6 +57,9 @@ class Generator(nn.Module):
                 if not bad.any():
                     break
                 z[bad] = torch.randn(int(bad.sum()), generator=generator)
+        sample_codes = getattr(getattr(self, "g_cond", None), "sample_codes", None)
+        if sample_codes is not None:
+            z = sample_codes(z, generator)
         return z.to(device)
 
     def __call__(self, *args, **kwargs):

@@ -1,14 +1,16 @@
 """Build a run's parts from a validated RunConfig: dataset, G, D (backbone + head), G_ema, objective terms, augment.
 
 Terms come from the loss, the regularizers, and from components that bring their own (a D head, D backbone or G
-conditioning with a `terms()` method: e.g. an auxiliary-classifier head brings its classification loss). Each term
-is keyed by where it came from and its name (`loss:hinge`, `regularizers.1:lecam`, `conditioning.d:ac`), which is
-how its state is checkpointed. Terms and augmentations get the build context they ask for (see
-`registries.BUILD_CONTEXT`).
+conditioning with a `terms()` method: e.g. an auxiliary-classifier head brings its classification loss, InfoGAN's G
+conditioning its Q head). Each term is keyed by where it came from and its name (`loss:hinge`,
+`regularizers.1:lecam`, `conditioning.d:ac`), which is how its state is checkpointed. Terms, augmentations and
+`terms()` methods get the build context they name as keyword parameters (see `registries.BUILD_CONTEXT`; e.g.
+`terms(self, *, feature_dim)`).
 """
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,8 @@ from ..data.base import Dataset
 from ..errors import GanforgeError
 from ..models.base import Discriminator, Generator
 from ..objectives.base import ObjectiveTerm
-from ..registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, REGULARIZERS,
-                          load_all)
+from ..registries import (ARCHITECTURES, AUGMENTATIONS, BUILD_CONTEXT, D_HEADS, DATASETS, G_CONDITIONING, LOSSES,
+                          REGULARIZERS, load_all)
 from ..registry import Registry
 
 
@@ -84,10 +86,28 @@ class _Context:
                                        "batch_size": cfg.train.batch_size, "d_steps": cfg.optim.d_steps,
                                        "dataset_size": len(dataset)}
 
-    def build(self, registry: Registry, spec: Component, where: str) -> Any:
-        if registry.get(spec.name, where).wants_context("tap_shapes") and "tap_shapes" not in self.values:
+    def _need(self, name: str) -> None:
+        """Compute a lazily built piece of context (tap_shapes: one forward pass of D) once someone asks for it."""
+        if name == "tap_shapes" and "tap_shapes" not in self.values:
             self.values["tap_shapes"] = tap_shapes(self.D, self.img_shape, self.num_classes)
+
+    def build(self, registry: Registry, spec: Component, where: str) -> Any:
+        if registry.get(spec.name, where).wants_context("tap_shapes"):
+            self._need("tap_shapes")
         return registry.build(spec.name, spec.options, where=where, **self.values)
+
+    def call(self, fn: Any, where: str) -> Any:
+        """`fn(**the build context it names)`: a component's `terms()` may take any of `BUILD_CONTEXT` by keyword."""
+        params = inspect.signature(fn).parameters
+        named = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = [n for n in named if n not in BUILD_CONTEXT and params[n].default is inspect.Parameter.empty]
+        if unknown:
+            raise GanforgeError(f"{where}: terms() asks for {', '.join(unknown)}, which is not build context (one of: "
+                                f"{', '.join(BUILD_CONTEXT)})")
+        wanted = [n for n in named if n in BUILD_CONTEXT]
+        for name in wanted:
+            self._need(name)
+        return fn(**{n: self.values[n] for n in wanted})
 
 
 def build_terms(cfg: RunConfig, context: _Context, contributors: dict[str, Any]) -> dict[str, ObjectiveTerm]:
@@ -96,7 +116,7 @@ def build_terms(cfg: RunConfig, context: _Context, contributors: dict[str, Any])
     for i, r in enumerate(cfg.regularizers):
         terms[f"regularizers.{i}:{r.name}"] = context.build(REGULARIZERS, r, f"regularizers.{i}")
     for where, component in contributors.items():  # components that bring their own loss terms
-        for j, term in enumerate(component.terms() if hasattr(component, "terms") else []):
+        for j, term in enumerate(context.call(component.terms, where) if hasattr(component, "terms") else []):
             terms[f"{where}:{type(term).__name__}{'' if j == 0 else j}"] = term
     provided = set(getattr(contributors["conditioning.d"], "provides", frozenset()))
     for key, term in terms.items():

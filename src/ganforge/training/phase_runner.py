@@ -3,8 +3,9 @@ statistics handed to stateful components afterwards.
 
 Batches: the reals of D step `i` are global batch `i` of the stateless stream; latents and fake labels are drawn for
 the global batch from their own seeded stream (`latents` for D steps, `latents-G` for G steps) and each rank takes
-its rows. Every micro-batch knows its rows of the global batch, so per-sample randomness (`SampleRNG`) is the same
-whichever process and accumulation round handle a sample.
+its rows; fake labels are uniform over the classes or follow the training set's class frequencies
+(`conditioning.fake_labels`). Every micro-batch knows its rows of the global batch, so per-sample randomness
+(`SampleRNG`) is the same whichever process and accumulation round handle a sample.
 """
 from __future__ import annotations
 
@@ -26,9 +27,46 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
+def dataset_labels(dataset: Any) -> torch.Tensor:
+    """Every training label (N,) int64: the dataset's label tensor `y` where it keeps one (all built-in sets do),
+    else read batch by batch."""
+    y = getattr(dataset, "y", None)
+    if isinstance(y, torch.Tensor) and y.shape == (len(dataset),):
+        return y.long()
+    chunk = 4096
+    return torch.cat([dataset.get_batch(torch.arange(i, min(i + chunk, len(dataset))))[1].long()
+                      for i in range(0, len(dataset), chunk)] or [torch.zeros(0, dtype=torch.long)])
+
+
+def class_frequencies(dataset: Any, num_classes: int) -> torch.Tensor:
+    """(num_classes,) float64 share of each class among the training labels."""
+    counts = torch.bincount(dataset_labels(dataset), minlength=num_classes)[:num_classes].double()
+    return counts / counts.sum()
+
+
+def _uniform_labels(runner: "PhaseRunner", n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, runner.t.parts.num_classes, (n,), generator=gen)
+
+
+def _prior_labels(runner: "PhaseRunner", n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.multinomial(runner.class_prior(), n, replacement=True, generator=gen)
+
+
+# conditioning.fake_labels: how G's class labels are drawn, from the latents' own seeded generator
+FAKE_LABELS = {"uniform": _uniform_labels, "prior": _prior_labels}
+
+
 class PhaseRunner:
     def __init__(self, trainer: "Trainer"):
         self.t = trainer
+        self._prior: torch.Tensor | None = None
+        self._draw_labels = FAKE_LABELS[trainer.cfg.fake_labels]
+
+    def class_prior(self) -> torch.Tensor:
+        """The training set's class frequencies, counted once (for conditioning.fake_labels: prior)."""
+        if self._prior is None:
+            self._prior = class_frequencies(self.t.dataset, self.t.parts.num_classes)
+        return self._prior
 
     # ------------------------------------------------------------------------------------------------------ batches
     def latents(self, stream: str, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -39,7 +77,7 @@ class PhaseRunner:
         z = t.stream.local_slice(t.G.sample_z(B, generator=gen)).to(t.device)
         y_fake = None
         if t.parts.num_classes > 0:
-            y_fake = t.stream.local_slice(torch.randint(0, t.parts.num_classes, (B,), generator=gen)).to(t.device)
+            y_fake = t.stream.local_slice(self._draw_labels(self, B, gen)).to(t.device)
         return z, y_fake
 
     def micro_batches(self, index: int, latents: tuple[torch.Tensor, torch.Tensor | None]) -> list[dict[str, Any]]:
