@@ -46,6 +46,9 @@ BACKBONES = Registry("backbone", context=("weights", "device"))
 METRICS = Registry("metric")
 # sampling-time methods that use D (DDLS, DRS): `cls(**opts) -> Sampler` (samplers/base.py)
 SAMPLERS = Registry("sampler")
+# caption encoders: `cls(*, captions, vocab, **opts) -> TextEncoder` (text/base.py; captions: the training captions,
+# vocab: a saved vocabulary JSON, given back on resume)
+TEXT_ENCODERS = Registry("text encoder", context=("captions", "vocab"))
 
 ALL = {
     "architectures": ARCHITECTURES,
@@ -58,6 +61,7 @@ ALL = {
     "backbones": BACKBONES,
     "metrics": METRICS,
     "samplers": SAMPLERS,
+    "text-encoders": TEXT_ENCODERS,
 }
 
 COMPONENT_PACKAGES = (
@@ -68,6 +72,7 @@ COMPONENT_PACKAGES = (
     "ganforge.augment",
     "ganforge.metrics",
     "ganforge.samplers",
+    "ganforge.text",
 )
 ENTRY_POINT_GROUP = "ganforge.plugins"
 
