@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ganforge.config import from_dict
-from ganforge.registries import AUGMENTATIONS, REGULARIZERS, load_all
+from ganforge.registries import AUGMENTATIONS, D_HEADS, G_CONDITIONING, REGULARIZERS, load_all
 from ganforge.training.distributed import DistInfo
 from ganforge.training.trainer import Trainer
 
@@ -45,12 +45,25 @@ def _options(registry, name: str, table: dict) -> dict:
     return {k: v for k, v in table.get(name, {}).items() if entry.accepts(k)}
 
 
+def _first(registry, capability: str) -> str:
+    return next(n for n in registry.names() if registry.get(n).declares(capability, False))
+
+
+# terms that read sentence embeddings (MA-GP) train on the procedural captioned shapes with text components
+TEXT = {"data": {"name": "shapes-captions", "resolution": 16, "n": 64},
+        "conditioning": {"g": {"name": _first(G_CONDITIONING, "uses_text")},
+                         "d": {"name": _first(D_HEADS, "uses_text")},
+                         "text": {"name": "learned", "dim": 16, "embed_dim": 8}}}
+
+
 def _config(regularizer: str | None, augment: str) -> dict:
     raw = copy.deepcopy(BASE)
     if regularizer is not None:
         raw["regularizers"] = [{"name": regularizer, **_options(REGULARIZERS, regularizer, REGULARIZER_OPTIONS)}]
         if REGULARIZERS.get(regularizer).declares("needs_style_generator", False):
             raw["model"] = dict(STYLE_MODEL)
+        if REGULARIZERS.get(regularizer).declares("uses_text", False):
+            raw.update(copy.deepcopy(TEXT))
     raw["augment"] = {"name": augment, **_options(AUGMENTATIONS, augment, AUGMENT_OPTIONS)}
     return raw
 
@@ -85,6 +98,7 @@ def test_every_regularizer_trains_with_every_augmentation(regularizer, augment, 
     assert _changed(g0, g1) and _changed(d0, d1), "a network did not train"
 
     # The same run without the regularizer ends elsewhere: the term took part in training.
-    plain, _ = _train(_config(None, augment) | {"model": raw["model"]}, tmp_path, "plain")
+    same = {k: raw[k] for k in ("model", "data", "conditioning") if k in raw}  # the run without the term
+    plain, _ = _train(_config(None, augment) | same, tmp_path, "plain")
     assert _changed(_weights(plain.D), d1) or _changed(_weights(plain.G), g1), \
         f"{regularizer} left training exactly as without it"

@@ -10,6 +10,7 @@ from ganforge.nn import has_sn, top_singular_value, weight_layers
 from ganforge.registries import D_HEADS, G_CONDITIONING
 
 K = 4
+TEXT_DIM = 6
 
 
 def test_builtin_methods_registered():
@@ -20,17 +21,23 @@ def test_builtin_methods_registered():
 @pytest.mark.parametrize("name", G_CONDITIONING.names())
 def test_g_conditioning_interface(name):
     torch.manual_seed(0)
-    cond = G_CONDITIONING.build(name, {}, num_classes=K)
-    z, y = torch.randn(6, 24), torch.tensor([0, 1, 2, 3, 0, 1])  # 24: room for InfoGAN's codes, 4 chunks of 6
+    text = G_CONDITIONING.get(name).declares("uses_text", False)  # reads sentence embeddings, not labels
+    cond = G_CONDITIONING.build(name, {}, num_classes=0 if text else K, text_dim=TEXT_DIM if text else 0)
+    z = torch.randn(6, 24)  # 24: room for InfoGAN's codes, 4 chunks of 6
+    y = torch.randn(6, TEXT_DIM) if text else torch.tensor([0, 1, 2, 3, 0, 1])
     cond.bind(24, num_blocks=3)
     inp = cond.prepare(z, y)
     assert inp.x.shape == (6, cond.in_features(24)) and len(inp.blocks) == 3
     for norm, x in ((cond.norm1d(7), torch.randn(6, 7)), (cond.norm2d(3), torch.randn(6, 3, 4, 4))):
         out = norm(x, inp.blocks[0])
         assert out.shape == x.shape
-        with torch.no_grad():  # normalised over the batch: per-channel mean ~ 0 at init
-            dims = [0] + list(range(2, x.dim()))
-            assert out.mean(dims).abs().max() < 1e-4
+        batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in norm.modules())
+        if batch_norm:  # normalised over the batch: per-channel mean ~ 0 at init
+            with torch.no_grad():
+                dims = [0] + list(range(2, x.dim()))
+                assert out.mean(dims).abs().max() < 1e-4
+        else:  # a norm-free fusion (DF-GAN) must still depend on its input
+            assert not torch.allclose(norm(2 * x, inp.blocks[0]), out)
 
 
 def test_cbn_raises_without_labels():
@@ -68,14 +75,17 @@ def test_concat_appends_one_hot():
 @pytest.mark.parametrize("sn", [True, False])
 def test_d_head_output_and_sn(name, sn):
     torch.manual_seed(0)
-    head = D_HEADS.build(name, {"sn": sn}, in_features=10, num_classes=K)
-    out = head(torch.randn(5, 10), torch.tensor([0, 1, 2, 3, 0]))
+    text = D_HEADS.get(name).declares("uses_text", False)  # reads sentence embeddings, not labels
+    head = D_HEADS.build(name, {"sn": sn}, in_features=10, num_classes=0 if text else K,
+                         text_dim=TEXT_DIM if text else 0)
+    y = torch.randn(5, TEXT_DIM) if text else torch.tensor([0, 1, 2, 3, 0])
+    out = head(torch.randn(5, 10), y)
     assert isinstance(out, DOutput) and out.adv.shape == (5,)
     layers = list(weight_layers(head))
     assert layers and all(has_sn(m) == sn for m in layers)
     if sn:
         for _ in range(3):
-            head(torch.randn(5, 10), torch.tensor([0, 1, 2, 3, 0]))
+            head(torch.randn(5, 10), y)
         for m in layers:
             assert top_singular_value(m).item() == pytest.approx(1.0, abs=1e-2)
 

@@ -38,37 +38,53 @@ def test_builtin_architectures_registered():
     assert {"mlp", "dcgan", "resnet"} <= set(ARCHITECTURES.names())
 
 
-@pytest.mark.parametrize("num_classes", [0, 3])
+TEXT_DIM = 6
+
+
+def _condition(declares_text: bool, declares_labels: bool, num_classes: int, text_dim: int, n: int):
+    """What a component is called with: sentence embeddings if it reads text, labels if the run has classes."""
+    if declares_text and text_dim:
+        return torch.randn(n, text_dim)
+    return torch.arange(n) % num_classes if num_classes else None
+
+
+@pytest.mark.parametrize("condition", ["none", "classes", "text"])
 @pytest.mark.parametrize("head_name", D_HEADS.names())
 @pytest.mark.parametrize("cond_name", G_CONDITIONING.names())
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("arch", ARCHITECTURES.names())
-def test_architecture_combination(arch, shape, cond_name, head_name, num_classes):
+def test_architecture_combination(arch, shape, cond_name, head_name, condition):
     torch.manual_seed(0)
+    num_classes = 3 if condition == "classes" else 0
+    text_dim = TEXT_DIM if condition == "text" else 0
     try:
-        g_cond = G_CONDITIONING.build(cond_name, {}, num_classes=num_classes)
+        g_cond = G_CONDITIONING.build(cond_name, {}, num_classes=num_classes, text_dim=text_dim)
         G, backbone = ARCHITECTURES.build(arch, tiny(arch), img_shape=shape, num_classes=num_classes, g_cond=g_cond)
-        head = D_HEADS.build(head_name, {}, in_features=backbone.feature_dim, num_classes=num_classes)
+        head = D_HEADS.build(head_name, {}, in_features=backbone.feature_dim, num_classes=num_classes,
+                             text_dim=text_dim)
     except GanforgeError as err:  # unsupported combination: must say why in one line
         msg = str(err)
         labels_in_norms = G_CONDITIONING.get(cond_name).declares("labels_in_norms", False)
-        assert (("num_classes" in msg and num_classes == 0) or ("shape" in msg and len(shape) == 1)
-                or ("use conditioning g=" in msg and labels_in_norms and num_classes > 0)), msg
+        assert (("num_classes" in msg and num_classes == 0) or ("text_dim" in msg and text_dim == 0)
+                or ("shape" in msg and len(shape) == 1)
+                or ("use conditioning g=" in msg and labels_in_norms and (num_classes > 0 or text_dim > 0))), msg
         return
     D = Discriminator(backbone, head)
     assert G.z_dim == tiny(arch).get("z_dim", G.z_dim) and G.img_shape == shape
+    g_text = G.text_dim > 0
 
     # G output: shape, finite, in [-1, 1] for images
     z = G.sample_z(B)
-    y = torch.arange(B) % num_classes if num_classes else None
-    x = G(z, y)
+    y = _condition(g_text, True, num_classes, text_dim, B)
+    x = G(z, y if g_text or num_classes else None)
     assert x.shape == (B, *shape) and torch.isfinite(x).all()
     if len(shape) == 3:
         assert x.abs().max() <= 1.0
 
     # D(x, y): one logit per sample; backward (through adv and the head's declared extras, e.g. an auxiliary
     # classifier's logits) reaches every G and D parameter with finite grads
-    out = D(x, y)
+    y_d = _condition(D_HEADS.get(head_name).declares("uses_text", False), True, num_classes, text_dim, B)
+    out = D(x, y_d)
     assert out.adv.shape == (B,) and set(head.provides) <= set(out.extras)
     extras = [out.get(k).float().mean() for k in head.provides]
     (out.adv.mean() + sum(extras)).backward()
@@ -78,11 +94,14 @@ def test_architecture_combination(arch, shape, cond_name, head_name, num_classes
 
     # conditional G: outputs depend on y (perturb weights so cBN's gamma=1/beta=0 init does not hide it);
     # unconditional G: outputs ignore y
-    if num_classes:
+    if num_classes or g_text:
         with torch.no_grad():
             for p in G.parameters():
                 p.add_(0.1 * torch.randn_like(p))
-            y0, y1 = torch.tensor([0, 1, 2, 0]), torch.tensor([1, 2, 0, 2])
+            if g_text:
+                y0, y1 = torch.randn(B, text_dim), torch.randn(B, text_dim)
+            else:
+                y0, y1 = torch.tensor([0, 1, 2, 0]), torch.tensor([1, 2, 0, 2])
             x0, x1 = G(z, y0), G(z, y1)
         differs = (x0 - x1).flatten(1).abs().amax(dim=1) > 1e-6  # per sample
         assert bool(differs.all()) == (cond_name != "none")

@@ -56,9 +56,15 @@ class MLPBackbone(DBackbone):
         return self.net(x)
 
 
-def mlp_discriminator(n_in: int, hidden: int = 8) -> Discriminator:
-    """A real Discriminator (trunk + linear head), for terms that use D's parts (AdaptiveMix)."""
-    head = D_HEADS.build("linear", {}, in_features=hidden, num_classes=0, d_sn=False)
+TEXT_DIM = 5
+TEXT_HEAD = next(n for n in D_HEADS.names() if D_HEADS.get(n).declares("uses_text", False))
+
+
+def mlp_discriminator(n_in: int, hidden: int = 8, text: bool = False) -> Discriminator:
+    """A real Discriminator (trunk + linear head, or a text-conditional head reading (B, TEXT_DIM) sentence
+    embeddings), for terms that use D's parts (AdaptiveMix, MA-GP)."""
+    head = D_HEADS.build(TEXT_HEAD if text else "linear", {}, in_features=hidden, num_classes=0, d_sn=False,
+                         text_dim=TEXT_DIM if text else 0)
     return Discriminator(MLPBackbone(n_in, hidden), head)
 
 
@@ -324,15 +330,17 @@ def test_regularizers_reach_only_the_network_of_their_phase(name):
     from ganforge.training.phases import implements
 
     torch.manual_seed(0)
-    term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {})
+    text = REGULARIZERS.get(name).declares("uses_text", False)  # reads sentence embeddings (MA-GP)
+    term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {}, text_dim=TEXT_DIM if text else 0)
     assert isinstance(term, ObjectiveTerm) and term.every >= 1
     assert implements(term, "d_terms") or implements(term, "g_terms")
     if hasattr(term, "update"):  # a stateful term gets a previous D step's statistics (names from training/stats.py)
         term.update({"d_real": 0.5, "d_fake": -0.5, "d_real_sign": 0.0, "window_nimg": 5, "nimg": 5})
     style = REGULARIZERS.get(name).declares("needs_style_generator", False)
     for phase, method in (("D", "d_terms"), ("G", "g_terms")):
-        D, G = mlp_discriminator(4), (_style_g() if style else MLPG(3, 4))
-        ctx = Context(G=G, D=D, real=torch.randn(6, 4), y_real=None, z=torch.randn(6, 3), y_fake=None, phase=phase)
+        D, G = mlp_discriminator(4, text=text), (_style_g() if style else MLPG(3, 4))
+        y = torch.randn(6, TEXT_DIM) if text else None
+        ctx = Context(G=G, D=D, real=torch.randn(6, 4), y_real=y, z=torch.randn(6, 3), y_fake=y, phase=phase)
         if implements(term, method) and hasattr(term, "prepare"):  # as the phase runner does before the terms
             term.prepare(ctx)
         out = getattr(term, method)(ctx)

@@ -109,16 +109,24 @@ class RunConfig:
     seed: int = 0
     plugins: list[str] = field(default_factory=list)
     fake_labels: str = FAKE_LABELS_DEFAULT  # conditioning.fake_labels: how G's class labels are drawn (phase_runner.py)
+    text: Component | None = None  # conditioning.text: the caption encoder of a text-conditional run (TEXT_ENCODERS)
 
     def components(self) -> list[tuple[str, Registry, Component]]:
         """(config key, registry, choice) of every training component."""
-        from .registries import ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, REGULARIZERS
+        from .registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, REGULARIZERS,
+                                 TEXT_ENCODERS)
 
+        text = [("conditioning.text", TEXT_ENCODERS, self.text)] if self.text is not None else []
         return [("data", DATASETS, self.data), ("model", ARCHITECTURES, self.model),
-                ("conditioning.g", G_CONDITIONING, self.g_cond), ("conditioning.d", D_HEADS, self.d_head),
+                ("conditioning.g", G_CONDITIONING, self.g_cond), ("conditioning.d", D_HEADS, self.d_head), *text,
                 ("loss", LOSSES, self.loss),
                 *[(f"regularizers.{i}", REGULARIZERS, r) for i, r in enumerate(self.regularizers)],
                 ("augment", AUGMENTATIONS, self.augment)]
+
+    def text_users(self) -> list[str]:
+        """Config keys of the components that declare they read sentence embeddings (`uses_text`)."""
+        return [f"{where} {c.name!r}" for where, reg, c in self.components()
+                if reg.get(c.name, where).declares("uses_text", False)]
 
     def label_users(self) -> list[str]:
         """Config keys of the components that declare they need class labels (`uses_labels`)."""
@@ -151,6 +159,8 @@ class RunConfig:
         out: dict[str, Any] = {"g": self.g_cond.to_dict(), "d": self.d_head.to_dict()}
         if self.fake_labels != FAKE_LABELS_DEFAULT:
             out["fake_labels"] = self.fake_labels
+        if self.text is not None:
+            out["text"] = self.text.to_dict()
         return out
 
     def to_yaml(self) -> str:
@@ -216,7 +226,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
 def from_dict(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw config mapping (after overrides) into a RunConfig."""
     from .registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, DATASETS, G_CONDITIONING, LOSSES, METRICS,
-                             REGULARIZERS, load_all, load_plugins)
+                             REGULARIZERS, TEXT_ENCODERS, load_all, load_plugins)
 
     if not isinstance(raw, dict):
         raise GanforgeError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
@@ -233,9 +243,9 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
             raise GanforgeError(f"{key}: missing section (a mapping with 'name')")
     raw = {**copy.deepcopy(_DEFAULTS), **raw}
     cond = raw["conditioning"] or {}
-    if not isinstance(cond, dict) or set(cond) - {"g", "d", "fake_labels"}:
-        raise GanforgeError(f"conditioning: expected a mapping with keys g, d (and optionally fake_labels), got "
-                            f"{cond!r}")
+    if not isinstance(cond, dict) or set(cond) - {"g", "d", "fake_labels", "text"}:
+        raise GanforgeError(f"conditioning: expected a mapping with keys g, d (and optionally fake_labels, text), "
+                            f"got {cond!r}")
     regs = raw["regularizers"] or []
     if not isinstance(regs, list):
         raise GanforgeError(f"regularizers: expected a list of mappings with 'name', got {regs!r}")
@@ -253,6 +263,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         eval=_section(EvalConfig, raw["eval"], "eval"),
         plugins=list(plugins),
         fake_labels=check_type(cond.get("fake_labels", FAKE_LABELS_DEFAULT), str, "conditioning.fake_labels"),
+        text=_component(cond["text"], TEXT_ENCODERS, "conditioning.text") if cond.get("text") is not None else None,
     )
     cfg.eval.metrics = [metric_spec(m, METRICS, f"eval.metrics.{i}") for i, m in enumerate(cfg.eval.metrics)]
     _check_values(cfg)
@@ -293,6 +304,26 @@ def _check_declarations(cfg: RunConfig) -> None:
                                 f"accumulation rounds; set train.accumulate=1 (got {cfg.train.accumulate})")
 
 
+def _check_text(cfg: RunConfig) -> None:
+    """A text-conditional run: a text encoder, components that read captions (G's included), no class labels."""
+    users = cfg.text_users()
+    if users and cfg.text is None:
+        raise GanforgeError(f"{users[0]}: conditions on captions, but no text encoder is chosen; set "
+                            f"conditioning.text (e.g. {{name: learned}}) and use a captioned dataset")
+    if cfg.text is not None and not users:
+        raise GanforgeError("conditioning.text: a text encoder is chosen but no component reads its embeddings; "
+                            "choose text-conditional components (e.g. conditioning g=text-cbn, d=text-projection)")
+    from .registries import G_CONDITIONING
+
+    g_entry = G_CONDITIONING.get(cfg.g_cond.name, "conditioning.g")
+    if cfg.text is not None and not g_entry.declares("uses_text", False):
+        raise GanforgeError(f"conditioning.g {cfg.g_cond.name!r}: does not read captions, so G would ignore the text "
+                            f"of a text-conditional run; choose a text G conditioning (e.g. text-cbn or dfgan)")
+    if cfg.text is not None and cfg.conditional:
+        raise GanforgeError(f"conditioning.text: text conditioning cannot be combined with class labels "
+                            f"({', '.join(cfg.label_users())}); choose components that read captions only")
+
+
 def _check_values(cfg: RunConfig) -> None:
     positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
                 "train.accumulate": cfg.train.accumulate, "optim.d_steps": cfg.optim.d_steps,
@@ -313,6 +344,7 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.fake_labels not in FAKE_LABELS:
         raise GanforgeError(f"conditioning.fake_labels: expected one of {', '.join(FAKE_LABELS)}, got "
                             f"{cfg.fake_labels!r}")
+    _check_text(cfg)
     if cfg.fake_labels != FAKE_LABELS_DEFAULT and not cfg.conditional:
         raise GanforgeError(f"conditioning.fake_labels: {cfg.fake_labels!r} draws G's class labels, but no chosen "
                             f"component uses labels (the run is unconditional); remove it or choose a "

@@ -21,17 +21,18 @@ from .registry import Registry
 # What objective terms and augmentations may ask for when they are built (see `training/build.py`):
 # num_classes (0 unconditional), img_shape (C, H, W) or (D,), feature_dim (width of D's penultimate features h),
 # tap_shapes (name -> shape of each intermediate D feature map, without batch), total_steps (train.steps, G steps),
-# batch_size (global), d_steps (D steps per G step), dataset_size (training images: one epoch).
+# batch_size (global), d_steps (D steps per G step), dataset_size (training images: one epoch), text_dim (width of
+# the sentence embeddings of a text-conditional run, 0 otherwise).
 BUILD_CONTEXT = ("num_classes", "img_shape", "feature_dim", "tap_shapes", "total_steps", "batch_size", "d_steps",
-                 "dataset_size")
+                 "dataset_size", "text_dim")
 
 # (G, D backbone) families: `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`
 ARCHITECTURES = Registry("architecture", context=("img_shape", "num_classes", "g_cond"))
-# how labels enter G: `cls(*, num_classes, **opts) -> GConditioning`
-G_CONDITIONING = Registry("G conditioning", context=("num_classes",))
+# how labels (or, with text_dim > 0, sentence embeddings) enter G: `cls(*, num_classes, text_dim, **opts)`
+G_CONDITIONING = Registry("G conditioning", context=("num_classes", "text_dim"))
 # heads on D features: `cls(*, in_features, num_classes, d_sn, **opts) -> DHead` (d_sn: whether D's backbone is
 # spectrally normalized, the default for the head's own layers)
-D_HEADS = Registry("D head", context=("in_features", "num_classes", "d_sn"))
+D_HEADS = Registry("D head", context=("in_features", "num_classes", "d_sn", "text_dim"))
 # adversarial losses: `cls(**opts) -> ObjectiveTerm`
 LOSSES = Registry("loss", context=BUILD_CONTEXT)
 # regularizers: `cls(**opts) -> ObjectiveTerm` (with `every` for lazy ones)

@@ -19,7 +19,16 @@ from .training.rng import generator
 
 
 def check_labels(G: torch.nn.Module, n: int, labels: int | torch.Tensor | None) -> torch.Tensor | None:
-    """`labels` as n int64 class labels in [0, K-1] (None: none given), or a one-line error."""
+    """`labels` as n int64 class labels in [0, K-1] (None: none given), or a one-line error. For a text-conditional
+    G, `labels` are the (n, text_dim) sentence embeddings, which must be given."""
+    text_dim = int(getattr(G, "text_dim", 0) or 0)
+    if text_dim > 0:
+        if not isinstance(labels, torch.Tensor) or not labels.is_floating_point() \
+                or tuple(labels.shape) != (n, text_dim):
+            raise GanforgeError(f"labels: this generator is text-conditional; pass sentence embeddings of shape "
+                                f"({n}, {text_dim}) (`ganforge sample RUN --text ...` encodes captions), got "
+                                f"{describe(labels)}")
+        return labels.float().cpu()
     k = getattr(G, "num_classes", 0) or 0
     if labels is None:
         return None
@@ -51,6 +60,8 @@ def latents(G: torch.nn.Module, n: int, seed: int, labels: int | torch.Tensor | 
     y = check_labels(G, n, labels)
     gen = generator(seed, "sample")
     z = G.sample_z(n, generator=gen, truncation=truncation)
+    if y is not None and y.is_floating_point():  # sentence embeddings of a text-conditional G
+        return z, y
     if G.num_classes <= 0:
         return z, None
     if y is None:

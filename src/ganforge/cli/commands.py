@@ -69,6 +69,9 @@ def add_sample(sub) -> None:
     p.add_argument("--out", default="samples.png", help="grid PNG path, or a directory for one PNG per sample")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
+    p.add_argument("--text", action="append", default=None,
+                   help="caption for a text-conditional generator (repeat for several; the n samples cycle "
+                        "through them)")
     p.add_argument("--truncation", type=float, default=None, help="truncation threshold psi (resample |z| > psi)")
     p.add_argument("--sampler", default=None, help="draw with a method that uses the run's exported D: ddls, drs or "
                                                     "logan, "
@@ -99,6 +102,7 @@ def cmd_sample(args) -> int:
         raise GanforgeError(f"--class {args.label}: this generator {what}")
     if args.truncation is not None and args.truncation <= 0:
         raise GanforgeError(f"--truncation: expected a positive threshold, got {args.truncation}")
+    labels = args.label if args.text is None else _text_condition(args, G)
     modality = modality_from_config(G.export_config["modality"])
     out = Path(args.out)
     if out.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
@@ -110,7 +114,7 @@ def cmd_sample(args) -> int:
     _writable_dir(out.parent if grid else out, "--out")  # before generating: a bad path fails fast
     source = bind(G, sampler, device=args.device)  # with a sampler: G and the D exported next to it
     with torch.no_grad():
-        x = generate(source, args.n, seed=args.seed, labels=args.label, truncation=args.truncation, device=args.device)
+        x = generate(source, args.n, seed=args.seed, labels=labels, truncation=args.truncation, device=args.device)
     if grid:
         save_png(modality.render(x), out)
         print(f"wrote {out} ({args.n} samples)")
@@ -121,6 +125,26 @@ def cmd_sample(args) -> int:
     if sampler is not None and sampler.summary():
         print(sampler.summary())
     return 0
+
+
+def _text_condition(args, G):
+    """Sentence embeddings (n, text_dim) of the --text captions, cycled over the n samples."""
+    import torch
+
+    from ..training.export import load_text_encoder
+
+    if args.label is not None:
+        raise GanforgeError("--text: give either --class or --text, not both")
+    texts = [t.strip() for t in args.text]
+    if not all(texts):
+        raise GanforgeError("--text: a caption is empty; give the words of the image to generate")
+    if G.text_dim <= 0:
+        raise GanforgeError(f"--text: this generator is not text-conditional; sample it without --text"
+                            f"{' (use --class)' if G.num_classes > 0 else ''}")
+    encoder = load_text_encoder(args.source)
+    with torch.no_grad():
+        e = encoder(texts).sentence.float().cpu()  # (T, text_dim)
+    return e[torch.arange(args.n) % len(texts)]
 
 
 # ------------------------------------------------------------------------------------------------------------- list

@@ -73,6 +73,11 @@ class Generator(nn.Module):
         self.check_inputs(z, y)
         return super().__call__(*args, **kwargs)
 
+    @property
+    def text_dim(self) -> int:
+        """Width of the sentence embeddings a text-conditional G reads (its G conditioning's), 0 otherwise."""
+        return int(getattr(getattr(self, "g_cond", None), "text_dim", 0) or 0)
+
     def check_inputs(self, z: object, y: object) -> None:
         """Raise a one-line GanforgeError when (z, y) cannot be this generator's input."""
         z_dim = getattr(self, "z_dim", None)
@@ -83,6 +88,13 @@ class Generator(nn.Module):
             raise GanforgeError(f"z: expected a floating-point tensor of shape {want}, got dtype {z.dtype}")
         if isinstance(z_dim, int) and (z.ndim != 2 or z.shape[1] != z_dim):
             raise GanforgeError(f"z: expected shape {want}, got {tuple(z.shape)}")
+        text_dim = self.text_dim
+        if text_dim > 0:  # a text-conditional G: y is one sentence embedding per latent
+            if not isinstance(y, torch.Tensor) or not y.is_floating_point() or tuple(y.shape) != (z.shape[0], text_dim):
+                raise GanforgeError(f"y: this generator is text-conditional; pass sentence embeddings of shape "
+                                    f"({z.shape[0]}, {text_dim}) (e.g. `ganforge sample RUN --text ...`), got "
+                                    f"{describe(y)}")
+            return
         k = getattr(self, "num_classes", 0) or 0
         if k <= 0:
             if y is not None:

@@ -91,7 +91,8 @@ def mlp(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: int
     """
     check_positive("mlp", z_dim=z_dim, hidden=hidden, layers=layers)
     img_shape = tuple(img_shape)
-    use_norm = g_norm or (num_classes > 0 and getattr(g_cond, "labels_in_norms", False))
+    conditioned = num_classes > 0 or getattr(g_cond, "text_dim", 0) > 0  # class labels or sentence embeddings
+    use_norm = g_norm or (conditioned and getattr(g_cond, "labels_in_norms", False))
     use_tanh = len(img_shape) == 3 if tanh is None else tanh
     G = MLPGenerator(img_shape, num_classes, g_cond, z_dim, hidden, layers, use_norm, use_tanh)
     D = MLPDiscriminator(img_shape, hidden, layers)

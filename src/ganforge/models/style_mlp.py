@@ -100,7 +100,8 @@ def style_mlp(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_di
     check_positive("style-mlp", z_dim=z_dim, w_dim=w_dim, hidden=hidden, layers=layers,
                    mapping_layers=mapping_layers, d_hidden=d_hidden, d_layers=d_layers)
     img_shape = tuple(img_shape)
-    if num_classes > 0 and getattr(g_cond, "labels_in_norms", False):
+    conditioned = num_classes > 0 or getattr(g_cond, "text_dim", 0) > 0  # class labels or sentence embeddings
+    if conditioned and getattr(g_cond, "labels_in_norms", False):
         raise GanforgeError("architecture 'style-mlp': labels enter through the mapping input and this conditioning "
                             "needs norm layers, which style-based synthesis has none of; use conditioning g=concat")
     use_tanh = len(img_shape) == 3 if tanh is None else tanh

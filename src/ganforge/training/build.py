@@ -37,6 +37,7 @@ class RunParts:
     terms: dict[str, ObjectiveTerm]  # key -> term; the adversarial loss first, then regularizers, then contributed
     augment: Augment
     num_classes: int  # 0 for unconditional runs
+    text: Any = None  # the TextCondition of a text-conditional run (text/condition.py), else None
 
 
 def build_dataset(spec: Component, split: str = "train", cache_dir: str | None = None) -> Dataset:
@@ -44,7 +45,22 @@ def build_dataset(spec: Component, split: str = "train", cache_dir: str | None =
     return DATASETS.build(spec.name, spec.options, where="data", split=split, cache_dir=cache_dir)
 
 
-def build_models(cfg: RunConfig, dataset: Dataset) -> tuple[Generator, Discriminator, int]:
+def build_text(cfg: RunConfig, dataset: Dataset, cache_dir: str | None = None) -> Any:
+    """The run's TextCondition (caption encoder + caption table), or None without conditioning.text."""
+    if cfg.text is None:
+        return None
+    from ..registries import TEXT_ENCODERS
+    from ..text.condition import TextCondition
+
+    if not getattr(dataset, "has_captions", False):
+        raise GanforgeError(f"conditioning.text: needs a captioned dataset (e.g. data: {{name: shapes-captions}} or "
+                            f"{{name: captions, root: ...}}), but data {cfg.data.name!r} has no captions")
+    encoder = TEXT_ENCODERS.build(cfg.text.name, cfg.text.options, where="conditioning.text",
+                                  captions=dataset.caption_texts, vocab=None)
+    return TextCondition(encoder, dataset.caption_texts, dataset.caption_offsets, cache_dir=cache_dir)
+
+
+def build_models(cfg: RunConfig, dataset: Dataset, text_dim: int = 0) -> tuple[Generator, Discriminator, int]:
     info = dataset.info
     num_classes = info.num_classes if cfg.conditional else 0
     if cfg.conditional and num_classes < 2:
@@ -52,16 +68,17 @@ def build_models(cfg: RunConfig, dataset: Dataset) -> tuple[Generator, Discrimin
         raise GanforgeError(f"{users}: needs class labels, but data {cfg.data.name!r} has {info.num_classes} "
                             f"class(es); choose label-free components (e.g. conditioning g=none, d=linear)")
     g_cond = G_CONDITIONING.build(cfg.g_cond.name, cfg.g_cond.options, where="conditioning.g",
-                                  num_classes=num_classes)
+                                  num_classes=num_classes, text_dim=text_dim)
     pair = ARCHITECTURES.build(cfg.model.name, cfg.model.options, where="model", img_shape=tuple(info.shape),
                                num_classes=num_classes, g_cond=g_cond)
     head = D_HEADS.build(cfg.d_head.name, cfg.d_head.options, where="conditioning.d",
                          in_features=pair.D.feature_dim, num_classes=num_classes,
-                         d_sn=bool(getattr(pair.D, "spectral_norm", False)))
+                         d_sn=bool(getattr(pair.D, "spectral_norm", False)), text_dim=text_dim)
     return pair.G, Discriminator(pair.D, head), num_classes
 
 
-def tap_shapes(D: Discriminator, img_shape: tuple[int, ...], num_classes: int) -> dict[str, tuple[int, ...]]:
+def tap_shapes(D: Discriminator, img_shape: tuple[int, ...], num_classes: int,
+               text_dim: int = 0) -> dict[str, tuple[int, ...]]:
     """Shapes (without batch) of D's intermediate feature maps, from one forward pass on zeros in eval mode."""
     if not D.backbone.taps():
         return {}
@@ -70,6 +87,8 @@ def tap_shapes(D: Discriminator, img_shape: tuple[int, ...], num_classes: int) -
     try:
         with torch.no_grad():
             y = torch.zeros(2, dtype=torch.long) if num_classes > 0 else None
+            if text_dim > 0:  # a text-conditional D reads sentence embeddings
+                y = torch.zeros(2, text_dim)
             out = D(torch.zeros(2, *img_shape), y, features=True)
     finally:
         D.train(was)
@@ -79,17 +98,17 @@ def tap_shapes(D: Discriminator, img_shape: tuple[int, ...], num_classes: int) -
 class _Context:
     """Build context for terms and augmentations; `tap_shapes` is computed only for components that ask."""
 
-    def __init__(self, cfg: RunConfig, dataset: Dataset, D: Discriminator, num_classes: int):
+    def __init__(self, cfg: RunConfig, dataset: Dataset, D: Discriminator, num_classes: int, text_dim: int = 0):
         self.D, self.img_shape, self.num_classes = D, tuple(dataset.info.shape), num_classes
         self.values: dict[str, Any] = {"num_classes": num_classes, "img_shape": self.img_shape,
                                        "feature_dim": D.backbone.feature_dim, "total_steps": cfg.train.steps,
                                        "batch_size": cfg.train.batch_size, "d_steps": cfg.optim.d_steps,
-                                       "dataset_size": len(dataset)}
+                                       "dataset_size": len(dataset), "text_dim": text_dim}
 
     def _need(self, name: str) -> None:
         """Compute a lazily built piece of context (tap_shapes: one forward pass of D) once someone asks for it."""
         if name == "tap_shapes" and "tap_shapes" not in self.values:
-            self.values["tap_shapes"] = tap_shapes(self.D, self.img_shape, self.num_classes)
+            self.values["tap_shapes"] = tap_shapes(self.D, self.img_shape, self.num_classes, self.values["text_dim"])
 
     def build(self, registry: Registry, spec: Component, where: str) -> Any:
         if registry.get(spec.name, where).wants_context("tap_shapes"):
@@ -128,17 +147,21 @@ def build_terms(cfg: RunConfig, context: _Context, contributors: dict[str, Any])
 
 def build_run(cfg: RunConfig, cache_dir: str | None = None) -> RunParts:
     dataset = build_dataset(cfg.data, cache_dir=cache_dir)
-    G, D, num_classes = build_models(cfg, dataset)
+    text = build_text(cfg, dataset)
+    text_dim = text.dim if text is not None else 0
+    G, D, num_classes = build_models(cfg, dataset, text_dim)
     G_ema = copy.deepcopy(G).eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
-    context = _Context(cfg, dataset, D, num_classes)
+    context = _Context(cfg, dataset, D, num_classes, text_dim)
     contributors = {"conditioning.d": D.head, "model": D.backbone}
     if isinstance(getattr(G, "g_cond", None), nn.Module):
         contributors["conditioning.g"] = G.g_cond
     terms = build_terms(cfg, context, contributors)
+    if text is not None:  # checkpointed (and, when trainable, optimized) like a term with parameters
+        terms[f"conditioning.text:{cfg.text.name}"] = text
     augment = context.build(AUGMENTATIONS, cfg.augment, "augment")
-    return RunParts(dataset, G, D, G_ema, terms, augment, num_classes)
+    return RunParts(dataset, G, D, G_ema, terms, augment, num_classes, text)
 
 
 def export_meta(cfg: RunConfig, parts: RunParts, step: int) -> dict:
@@ -153,6 +176,9 @@ def export_meta(cfg: RunConfig, parts: RunParts, step: int) -> dict:
         "loss": {"name": cfg.loss.name, "options": cfg.loss.options},
         "img_shape": list(parts.dataset.info.shape),
         "num_classes": parts.num_classes,
+        "text_dim": parts.text.dim if parts.text is not None else 0,
+        **({"text": {"name": cfg.text.name, "options": cfg.text.options,
+                     "vocab": parts.text.text_encoder.vocab_json()}} if parts.text is not None else {}),
         "modality": parts.dataset.info.modality.to_config(),
         "data": cfg.data.to_dict(),
         "plugins": list(cfg.plugins),

@@ -25,6 +25,8 @@ from ..fileio import crash_point, follow_umask, replace_dir, save_safetensors, s
 FORMAT = "ganforge-generator"
 D_FORMAT = "ganforge-discriminator"
 D_WEIGHTS = "discriminator.safetensors"
+TEXT_WEIGHTS = "text_encoder.safetensors"
+TEXT_FORMAT = "ganforge-text-encoder"
 _REQUIRED_KEYS = ("architecture", "g_conditioning", "img_shape", "num_classes", "modality")  # what loading needs
 
 
@@ -32,10 +34,13 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def write_export(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: torch.nn.Module | None = None) -> Path:
+def write_export(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: torch.nn.Module | None = None,
+                 text_encoder: torch.nn.Module | None = None) -> Path:
     """Write G's (and D's) weights and config.json into the (new, private) directory `out_dir`.
 
-    With D, `meta` must name its head (`d_head`: {name, options}, as `training.build.export_meta` does).
+    With D, `meta` must name its head (`d_head`: {name, options}, as `training.build.export_meta` does). A text-
+    conditional run also exports its caption encoder (`meta["text"]`: name, options, vocabulary; its weights in
+    `text_encoder.safetensors` when it has any), so `ganforge sample --text` can encode new captions.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,13 +51,15 @@ def write_export(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: tor
             raise GanforgeError("export: a discriminator is exported with its head's name and options (meta "
                                 "'d_head'); use training.build.export_meta")
         save_safetensors(_cpu_state(D), out_dir / D_WEIGHTS, metadata={"format": D_FORMAT})
+    if text_encoder is not None and text_encoder.state_dict():
+        save_safetensors(_cpu_state(text_encoder), out_dir / TEXT_WEIGHTS, metadata={"format": TEXT_FORMAT})
     cfg = {"format": FORMAT, "version": 1, **meta, "discriminator": D_WEIGHTS if D is not None else None}
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))  # last: its presence marks a complete export
     return out_dir
 
 
-def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: torch.nn.Module | None = None
-                     ) -> Path:
+def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D: torch.nn.Module | None = None,
+                     text_encoder: torch.nn.Module | None = None) -> Path:
     """Write G's weights (and D's, when given) and `meta` (architecture, g_conditioning, d_head, img_shape,
     num_classes, modality, ...) as `out_dir`.
 
@@ -60,7 +67,7 @@ def export_generator(G: torch.nn.Module, out_dir: Path, meta: dict[str, Any], D:
     """
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as tmp:
-        write_export(G, tmp, meta, D=D)
+        write_export(G, tmp, meta, D=D, text_encoder=text_encoder)
     return out_dir
 
 
@@ -117,7 +124,7 @@ def _build_pair(cfg: dict[str, Any]):
     arch, cond = cfg["architecture"], cfg["g_conditioning"]
     num_classes = int(cfg["num_classes"])
     g_cond = G_CONDITIONING.build(cond["name"], cond.get("options", {}), where="g_conditioning",
-                                  num_classes=num_classes)
+                                  num_classes=num_classes, text_dim=int(cfg.get("text_dim", 0)))
     return ARCHITECTURES.build(arch["name"], arch.get("options", {}), where="architecture",
                                img_shape=tuple(cfg["img_shape"]), num_classes=num_classes, g_cond=g_cond)
 
@@ -135,8 +142,27 @@ def build_discriminator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
     head_cfg = cfg["d_head"]
     head = D_HEADS.build(head_cfg["name"], head_cfg.get("options", {}), where="d_head",
                          in_features=backbone.feature_dim, num_classes=int(cfg["num_classes"]),
-                         d_sn=bool(getattr(backbone, "spectral_norm", False)))
+                         d_sn=bool(getattr(backbone, "spectral_norm", False)), text_dim=int(cfg.get("text_dim", 0)))
     return Discriminator(backbone, head)
+
+
+def load_text_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The caption encoder exported with a text-conditional generator (a run dir, export dir or its
+    generator.safetensors), in eval mode."""
+    from ..registries import TEXT_ENCODERS, load_all
+
+    directory = find_export(path)
+    cfg = read_export_config(directory)
+    text = cfg.get("text")
+    if not text:
+        raise GanforgeError(f"{directory}: this generator is not text-conditional (its export has no text encoder); "
+                            f"sample it without --text")
+    load_all()
+    encoder = TEXT_ENCODERS.build(text["name"], text.get("options", {}), where="text", captions=None,
+                                  vocab=text.get("vocab"))
+    if (directory / TEXT_WEIGHTS).exists():
+        _load_weights(encoder, directory / TEXT_WEIGHTS)
+    return encoder.to(device).eval()
 
 
 def _load_weights(module: torch.nn.Module, weights: Path) -> None:

@@ -76,7 +76,9 @@ class PhaseRunner:
         gen = generator(t.cfg.seed, stream, index)
         z = t.stream.local_slice(t.G.sample_z(B, generator=gen)).to(t.device)
         y_fake = None
-        if t.parts.num_classes > 0:
+        if t.parts.text is not None:  # text: the captions of uniformly drawn training images (text/condition.py)
+            y_fake = t.stream.local_slice(torch.randint(0, len(t.dataset), (B,), generator=gen)).to(t.device)
+        elif t.parts.num_classes > 0:
             y_fake = t.stream.local_slice(self._draw_labels(self, B, gen)).to(t.device)
         return z, y_fake
 
@@ -88,6 +90,8 @@ class PhaseRunner:
         if t.channels_last and real.dim() == 4:
             real = real.contiguous(memory_format=torch.channels_last)
         y = y.to(t.device) if t.parts.num_classes > 0 else None
+        if t.parts.text is not None:  # text: the reals' dataset rows, turned into caption embeddings per phase
+            y = t.stream.local_slice(t.stream.global_indices(index)).to(t.device)
         offset = t.dist.rank * len(real)  # first global row of this rank
         k = t.cfg.train.accumulate
         chunks = []
@@ -137,6 +141,8 @@ class PhaseRunner:
                           rng_key=(t.cfg.seed, "phase", phase.name, count), distributed=t.dist.enabled,
                           stats=recorder, want_features=phase.wants_features)
             with self._autocast():
+                for component in t.preparers:  # e.g. the text condition: image indices -> caption embeddings
+                    component.prepare(ctx)
                 phase.prepare(ctx, t.augment)
                 terms = phase.collect(ctx)
             if recorder is not None:

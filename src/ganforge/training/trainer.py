@@ -73,6 +73,9 @@ class Trainer:
         for net in (self.G, self.D, self.G_ema):
             manual_power_iteration(net)  # spectral norm: one power step per update of its network (Miyato Alg. 1)
         self.phases = build_phases(list(self.terms.values()))
+        # components that prepare every phase's micro-batches before the phase's own terms (the text condition)
+        self.preparers = [t for t in self.terms.values() if getattr(t, "prepares_every_phase", False)]
+        self.text_encoder = parts.text.text_encoder if parts.text is not None else None
         self.nets = self._nets()
         self.frozen = self._frozen()  # e.g. FreezeD's D blocks: no optimizer, no gradient, no SN power step
         frozen = {id(p) for m in self.frozen for p in m.parameters()}
@@ -276,6 +279,8 @@ class Trainer:
         labels = None
         if self.parts.num_classes > 0:
             labels = torch.arange(n) % self.parts.num_classes
+        if self.parts.text is not None:  # one training caption per sample (evenly spaced images)
+            labels = self.parts.text.grid_condition(n, "cpu")
         fake = generate(self.G_ema, n, seed=derive_seed(self.cfg.seed, "grid"), labels=labels, device=self.device)
         reference = None
         if len(self.dataset.info.shape) == 1:
@@ -340,7 +345,8 @@ class Trainer:
                     summary.update(results)
                     if self.eval_hook.is_best(results):  # best/: G_ema export + the full state, replaced whole
                         with staged_dir(self.run_dir / "best") as tmp:
-                            write_export(self.G_ema, tmp, export_meta(cfg, self.parts, step), D=self.D)
+                            write_export(self.G_ema, tmp, export_meta(cfg, self.parts, step), D=self.D,
+                                         text_encoder=self.text_encoder)
                             atomic_save(self.state_dict(), tmp / "checkpoint.pt")
                 if _due(step, t.ckpt_every, last):
                     self.last_ckpt = self.save()
@@ -349,7 +355,8 @@ class Trainer:
             if log is not None:
                 log.close()
         if main:
-            export_generator(self.G_ema, self.run_dir / "export", export_meta(cfg, self.parts, self.step), D=self.D)
+            export_generator(self.G_ema, self.run_dir / "export", export_meta(cfg, self.parts, self.step), D=self.D,
+                             text_encoder=self.text_encoder)
             if not summary and self.dataset.mode_samples > 0:
                 summary.update(self.mode_metrics())
             summary = {"step": self.step, **summary}
