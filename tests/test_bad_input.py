@@ -168,6 +168,43 @@ def test_conditioning_that_needs_labels_on_an_unlabelled_folder(tmp_path, capsys
     assert_one_line_error(rc, err, "conditioning.g 'cbn'", "needs class labels", "0 class")
 
 
+LABEL_HEADS = [n for n in D_HEADS.names() if D_HEADS.get(n).declares("uses_labels", False)]
+
+
+@pytest.mark.parametrize("head", LABEL_HEADS)
+def test_every_label_head_on_an_unlabelled_folder(head, tmp_path, capsys):
+    _write_pngs(tmp_path / "flat", 4)
+    cfg = _images_cfg(tmp_path, root=str(tmp_path / "flat"))
+    rc, _, err = run_cli(capsys, "train", cfg, "--out", tmp_path / "run", "--no-progress", f"conditioning.d={head}")
+    assert_one_line_error(rc, err, f"conditioning.d {head!r}", "needs class labels", "0 class")
+
+
+@pytest.mark.parametrize("lines,needles", [
+    (['{"image": "00.png", "captions": ["a red circle"]}', '{"image": "missing.png", "captions": ["a cat"]}'],
+     ["captions.jsonl:2", "missing.png"]),
+    (['{"image": "00.png", "captions": ["a red circle", "  "]}'], ["captions.jsonl:1", "empty"]),
+    (['{"image": "00.png", "captions": ["a red circle"]', ], ["captions.jsonl:1"]),
+])
+def test_captions_file_errors_name_the_file_and_line(lines, needles, tmp_path, capsys):
+    _write_pngs(tmp_path / "imgs", 2)
+    (tmp_path / "imgs" / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    raw = copy.deepcopy(TINY_IMAGES)
+    raw["data"] = {"name": "captions", "root": str(tmp_path / "imgs"), "resolution": 8}
+    raw["conditioning"] = {"g": {"name": "text-cbn", "dim": 8}, "d": {"name": "text-projection"},
+                           "text": {"name": "learned", "dim": 8, "embed_dim": 4}}
+    rc, _, err = run_cli(capsys, "train", write_config(tmp_path, raw), "--out", tmp_path / "run", "--no-progress")
+    assert_one_line_error(rc, err, *needles)
+
+
+def test_sample_with_text_from_a_class_conditional_run(tmp_path, capsys):
+    from helpers import TINY_DIGITS
+
+    run = tmp_path / "digits"
+    train(from_dict(copy.deepcopy(TINY_DIGITS)), run, progress=False)
+    rc, _, err = run_cli(capsys, "sample", run, "--n", 2, "--out", tmp_path / "s.png", "--text", "a red circle")
+    assert_one_line_error(rc, err, "--text", "not text-conditional", "--class")
+
+
 # ------------------------------------------------------------------------------------------------- files and dirs
 def test_out_under_a_regular_file_is_not_writable(tmp_path, capsys):
     (tmp_path / "file").write_text("I am a file")
