@@ -20,7 +20,9 @@ CPU minutes are the training process's (one thread).
 Text (`--text`): the `shapes-text` preset (procedural shapes with captions generated from the drawn attributes) is
 trained per seed; its G_ema draws one image for the first caption of each of 2,000 held-out (test split) images,
 and the bundled attribute classifier judges whether each image shows what its caption says (per attribute, their
-mean, and all at once). The classifier's own accuracy on the real held-out renders is reported next to it.
+mean, and all at once). The classifier's own accuracy on the real held-out renders is reported next to it, and
+R-precision (text/retrieval.py: the classifier's description of each image retrieves its caption among 100, in the
+run's text-encoder space; chance 0.01) for generated and for real images.
 """
 from __future__ import annotations
 
@@ -115,7 +117,9 @@ def run_text_child(spec: dict) -> dict:
     import torch
 
     from ganforge.config import load_config
-    from ganforge.data.shapes_attributes import caption_attribute_accuracy, load_shapes_classifier
+    from ganforge.data.shapes_attributes import (caption_attribute_accuracy, describe, load_shapes_classifier,
+                                                 to_classifier_input)
+    from ganforge.text.retrieval import text_r_precision
     from ganforge.registries import DATASETS as DATA, load_all
     from ganforge.sampling import generate
     from ganforge.training.export import load_generator, load_text_encoder
@@ -140,6 +144,13 @@ def run_text_child(spec: dict) -> dict:
         e = torch.cat([encoder(captions[i:i + 256]).sentence.float() for i in range(0, len(captions), 256)])
     fake = generate(G, len(captions), seed=0, labels=e)
     result.update({f"attr_{k}": v for k, v in caption_attribute_accuracy(clf, fake, captions).items()})
+
+    def encode(texts):
+        return torch.cat([encoder(list(texts[i:i + 256])).sentence.float() for i in range(0, len(texts), 256)])
+
+    for which, images in (("fake", fake), ("real", real)):  # R-precision in the run's own text-encoder space
+        said = describe(clf.predict(to_classifier_input(images)))
+        result[f"r_precision_{which}"] = text_r_precision(encode, said, captions, captions)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return result
 
@@ -193,7 +204,7 @@ def text_main(a) -> None:
         specs.append({"key": f"text-seed{seed}", "seed": seed, "out": str(out / f"text-seed{seed}"),
                       "preset": "shapes-text", "overrides": overrides})
     rows = run_all(__file__, specs, out, a.jobs, report_only=a.report)
-    keys = tuple(k for k in rows[0] if k.startswith(("attr_", "clf_"))) if rows else ()
+    keys = tuple(k for k in rows[0] if k.startswith(("attr_", "clf_", "r_precision"))) if rows else ()
     print(table(rows, (), (*keys, "train_cpu_min")))
 
 

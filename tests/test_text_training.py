@@ -82,7 +82,9 @@ def test_text_run_resumes_bit_for_bit_exports_and_samples_with_text(tmp_path):
             "--text", "a large blue square")
     assert r.returncode == 0, r.stderr
     assert out.exists() and out.stat().st_size > 0
-    r = cli("sample", str(run), "--n", "4", "--out", str(out))  # a text G needs its captions
+    r = cli("sample", str(run), "--n", "4", "--out", str(tmp_path / "t.png"))  # no --text: training captions
+    assert r.returncode == 0, r.stderr
+    r = cli("sample", str(run), "--n", "4", "--out", str(out), "--text", " ")  # an empty caption
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "--text" in r.stderr
 
 
@@ -115,3 +117,27 @@ def test_text_misconfigurations_are_one_line_errors(change, match, tmp_path):
     with pytest.raises(GanforgeError, match=match) as e:
         _trainer(raw, tmp_path / "run")
     assert "\n" not in str(e.value)
+
+
+def test_evaluating_a_text_generator_draws_training_captions(tmp_path):
+    """`ganforge eval` / the training hook on a text G without given captions: G is asked for the captions of random
+    training images (seeded), so FID-style metrics work; the draw is reproducible and uses real captions."""
+    from ganforge.metrics.evaluate import evaluate
+    from ganforge.registries import DATASETS
+    from ganforge.training.export import load_generator
+
+    raw = copy.deepcopy(TEXT_RUN)
+    raw["train"].update(steps=4, ckpt_every=4)
+    raw["eval"] = {"every": 4, "metrics": ["fid"], "n": 64, "backbone": "digits-classifier"}
+    train(from_dict(raw), tmp_path / "run", progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    hook = [e for e in logged if e.get("event") == "eval"]
+    assert hook and hook[-1]["fid"] > 0
+    G = load_generator(tmp_path / "run")
+    a = G.sample_condition(8, torch.Generator().manual_seed(1))
+    b = G.sample_condition(8, torch.Generator().manual_seed(1))
+    assert a.shape == (8, 16) and torch.equal(a, b)
+    reference = DATASETS.build("shapes-captions", {"resolution": 16, "n": 96}, split="train", cache_dir=None)
+    scores = evaluate(tmp_path / "run" / "export", reference, metrics="fid", backbone="digits-classifier", n=64,
+                      progress=False)
+    assert scores["fid"] == pytest.approx(hook[-1]["fid"], rel=1e-4)  # the CLI's number equals the hook's

@@ -23,6 +23,8 @@ def check_labels(G: torch.nn.Module, n: int, labels: int | torch.Tensor | None) 
     G, `labels` are the (n, text_dim) sentence embeddings, which must be given."""
     text_dim = int(getattr(G, "text_dim", 0) or 0)
     if text_dim > 0:
+        if labels is None and getattr(G, "sample_condition", None) is not None:
+            return None  # captions of random training images (`latents` draws them)
         if not isinstance(labels, torch.Tensor) or not labels.is_floating_point() \
                 or tuple(labels.shape) != (n, text_dim):
             raise GanforgeError(f"labels: this generator is text-conditional; pass sentence embeddings of shape "
@@ -62,6 +64,8 @@ def latents(G: torch.nn.Module, n: int, seed: int, labels: int | torch.Tensor | 
     z = G.sample_z(n, generator=gen, truncation=truncation)
     if y is not None and y.is_floating_point():  # sentence embeddings of a text-conditional G
         return z, y
+    if y is None and int(getattr(G, "text_dim", 0) or 0) > 0:  # no captions given: those of random training images
+        return z, G.sample_condition(n, gen)
     if G.num_classes <= 0:
         return z, None
     if y is None:

@@ -207,3 +207,21 @@ def caption_attribute_accuracy(classifier: ShapesAttributeClassifier, images: to
     want = torch.tensor([targets(parse_caption(c)) for c in captions], dtype=torch.int64).reshape(-1, len(HEADS))
     x = to_classifier_input(images.detach()).to(next(classifier.parameters()).device)
     return head_accuracy(classifier.predict(x).cpu(), want)
+
+
+def describe(predictions: torch.Tensor) -> list[str]:
+    """Captions (in the set's phrasing) of predicted attributes (B, len(HEADS)): what the classifier reads in each
+    image, e.g. "a small red circle above a large blue square" (one shape when the second or the relation is
+    predicted absent)."""
+    from .shapes_captioned import RELATION_TEXT
+
+    names = list(HEADS.values())
+    out = []
+    for row in predictions.tolist():
+        v = [names[h][c] for h, c in enumerate(row)]
+        first = f"{v[2]} {v[1]} {v[0]}"
+        if "none" in v[3:]:
+            out.append(f"a {first}")
+        else:
+            out.append(f"a {first} {RELATION_TEXT[v[6]]} a {v[5]} {v[4]} {v[3]}")
+    return out

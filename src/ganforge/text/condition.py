@@ -75,6 +75,15 @@ class TextCondition(ObjectiveTerm, nn.Module):
             setattr(ctx, key, self.encode(self.pick(y, u), ctx.real.device))
         ctx.reset()
 
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Embeddings (n, dim), on the CPU, of one random caption each of n uniformly drawn training images: what G
+        is asked for when no caption is given (evaluation, `ganforge eval` on a text-conditional generator)."""
+        images = torch.randint(0, len(self.offsets) - 1, (n,), generator=generator)
+        rows = self.pick(images, torch.rand(n, generator=generator, dtype=torch.float64))
+        with torch.no_grad():
+            return torch.cat([self.encode(rows[i:i + 256], "cpu") for i in range(0, n, 256)]) if n else \
+                torch.zeros(0, self.dim)
+
     def grid_condition(self, n: int, device: torch.device | str) -> torch.Tensor:
         """Embeddings of the first caption of n evenly spaced training images (the training sample grid's rows)."""
         images = torch.linspace(0, len(self.offsets) - 2, n).round().long()

@@ -146,6 +146,27 @@ def build_discriminator_from_meta(cfg: dict[str, Any]) -> torch.nn.Module:
     return Discriminator(backbone, head)
 
 
+class _TrainingCaptions:
+    """Sentence embeddings of random training captions for an exported text-conditional G, built on first use (the
+    training set named in config.json and the exported encoder)."""
+
+    def __init__(self, directory: Path, cfg: dict[str, Any]):
+        self.directory, self.cfg, self.condition = directory, cfg, None
+
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.condition is None:
+            from ..config import Component
+            from ..text.condition import TextCondition
+            from .build import build_dataset
+
+            data = dict(self.cfg["data"])
+            dataset = build_dataset(Component(data.pop("name"), data))
+            encoder = load_text_encoder(self.directory)
+            encoder.requires_grad_(False)
+            self.condition = TextCondition(encoder, dataset.caption_texts, dataset.caption_offsets)
+        return self.condition.sample(n, generator)
+
+
 def load_text_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The caption encoder exported with a text-conditional generator (a run dir, export dir or its
     generator.safetensors), in eval mode."""
@@ -184,6 +205,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     cfg = read_export_config(directory)
     G = build_generator_from_meta(cfg)
     _load_weights(G, directory / "generator.safetensors")
+    if cfg.get("text"):  # a text-conditional G: captions of random training images when none are given
+        G.sample_condition = _TrainingCaptions(directory, cfg)
     G.export_config = cfg
     G.export_dir = directory
     return G.to(device).eval()

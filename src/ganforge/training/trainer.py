@@ -76,6 +76,8 @@ class Trainer:
         # components that prepare every phase's micro-batches before the phase's own terms (the text condition)
         self.preparers = [t for t in self.terms.values() if getattr(t, "prepares_every_phase", False)]
         self.text_encoder = parts.text.text_encoder if parts.text is not None else None
+        if parts.text is not None:  # evaluation without given captions: those of random training images
+            self.G_ema.sample_condition = parts.text.sample
         self.nets = self._nets()
         self.frozen = self._frozen()  # e.g. FreezeD's D blocks: no optimizer, no gradient, no SN power step
         frozen = {id(p) for m in self.frozen for p in m.parameters()}
