@@ -171,6 +171,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench-conditioning")
     p.add_argument("--report", action="store_true", help="print the table of the runs done so far; run nothing")
     p.add_argument("--text", action="store_true", help="the text-to-image benchmark instead (shapes-text preset)")
+    p.add_argument("--variant", default="", help="--text: a name for the runs and dotted overrides of the preset, "
+                                                 "e.g. 'dfgan:conditioning.g.name=dfgan'")
     a = p.parse_args()
     if a.child:
         spec = json.loads(a.child)
@@ -206,11 +208,14 @@ def text_main(a) -> None:
         overrides = [f"seed={seed}", "train.sample_every=0", "train.ckpt_every=0", "train.tensorboard=false"]
         if a.steps != 2000:  # the default budget is the preset's own
             overrides.append(f"train.steps={a.steps}")
-        specs.append({"key": f"text-seed{seed}", "seed": seed, "out": str(out / f"text-seed{seed}"),
+        name, _, extra = a.variant.partition(":")
+        overrides += [o for o in extra.split(",") if o]
+        key = f"text-{name}-seed{seed}" if name else f"text-seed{seed}"
+        specs.append({"key": key, "variant": name or "preset", "seed": seed, "out": str(out / key),
                       "preset": "shapes-text", "overrides": overrides})
     rows = run_all(__file__, specs, out, a.jobs, report_only=a.report)
     keys = tuple(k for k in rows[0] if k.startswith(("attr_", "clf_", "r_precision"))) if rows else ()
-    print(table(rows, (), (*keys, "train_cpu_min")))
+    print(table([{"variant": "preset", **r} for r in rows], ("variant",), (*keys, "train_cpu_min")))
 
 
 if __name__ == "__main__":
