@@ -27,14 +27,6 @@ TINY = {"g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 24, "w_dim": 1
         "d_hidden": 16, "d_layers": 2}  # applied where an architecture has the option
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _loss_for(head: str) -> str:
     """The loss that reads the head's extras (e.g. multi-hinge for mh), else hinge."""
     provided = set(D_HEADS.get(head).declares("provides", frozenset()))

@@ -81,8 +81,8 @@ class TextCondition(ObjectiveTerm, nn.Module):
         images = torch.randint(0, len(self.offsets) - 1, (n,), generator=generator)
         rows = self.pick(images, torch.rand(n, generator=generator, dtype=torch.float64))
         with torch.no_grad():
-            return torch.cat([self.encode(rows[i:i + 256], "cpu") for i in range(0, n, 256)]) if n else \
-                torch.zeros(0, self.dim)
+            chunks = [self.encode(rows[i:i + 256], "cpu") for i in range(0, n, 256)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, self.dim)
 
     def grid_condition(self, n: int, device: torch.device | str) -> torch.Tensor:
         """Embeddings of the first caption of n evenly spaced training images (the training sample grid's rows)."""

