@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ganforge.config import from_dict
-from ganforge.registries import AUGMENTATIONS, D_HEADS, G_CONDITIONING, REGULARIZERS, load_all
+from ganforge.registries import AUGMENTATIONS, D_HEADS, G_CONDITIONING, REGULARIZERS, TEXT_ENCODERS, load_all
 from ganforge.training.distributed import DistInfo
 from ganforge.training.trainer import Trainer
 
@@ -54,6 +54,10 @@ TEXT = {"data": {"name": "shapes-captions", "resolution": 16, "n": 64},
         "conditioning": {"g": {"name": _first(G_CONDITIONING, "uses_text")},
                          "d": {"name": _first(D_HEADS, "uses_text")},
                          "text": {"name": "learned", "dim": 16, "embed_dim": 8}}}
+# an encoder that also embeds images (for terms that take the run's text encoder): a tiny pretraining
+IMAGE_TEXT_ENCODER = {"name": next(n for n in TEXT_ENCODERS.names() if hasattr(TEXT_ENCODERS.get(n).obj,
+                                                                                 "encode_images")),
+                      "dim": 16, "embed_dim": 8, "image_ch": 4, "steps": 5, "batch_size": 8}
 
 
 def _config(regularizer: str | None, augment: str) -> dict:
@@ -64,6 +68,8 @@ def _config(regularizer: str | None, augment: str) -> dict:
             raw["model"] = dict(STYLE_MODEL)
         if REGULARIZERS.get(regularizer).declares("uses_text", False):
             raw.update(copy.deepcopy(TEXT))
+            if REGULARIZERS.get(regularizer).accepts("text_encoder"):  # reads the encoder itself (DAMSM's images)
+                raw["conditioning"]["text"] = dict(IMAGE_TEXT_ENCODER)
     raw["augment"] = {"name": augment, **_options(AUGMENTATIONS, augment, AUGMENT_OPTIONS)}
     return raw
 

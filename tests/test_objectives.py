@@ -11,7 +11,7 @@ from ganforge.conditioning.base import DOutput
 from ganforge.errors import GanforgeError
 from ganforge.objectives import AdversarialLoss, Context, ObjectiveTerm
 from ganforge.models.base import DBackbone, Discriminator
-from ganforge.registries import D_HEADS, LOSSES, REGULARIZERS, load_all
+from ganforge.registries import D_HEADS, LOSSES, REGULARIZERS, TEXT_ENCODERS, load_all
 
 load_all()
 
@@ -56,7 +56,7 @@ class MLPBackbone(DBackbone):
         return self.net(x)
 
 
-TEXT_DIM = 5
+TEXT_DIM = 6  # even: a GRU text encoder splits it between its two directions
 TEXT_HEAD = next(n for n in D_HEADS.names() if D_HEADS.get(n).declares("uses_text", False))
 
 
@@ -323,6 +323,14 @@ def _style_g():
                                img_shape=(4,), num_classes=0, g_cond=g_cond).G
 
 
+def _image_text_encoder():
+    """An untrained encoder of the registry that also embeds (4-d point) samples, frozen as after pretraining."""
+    name = next(n for n in TEXT_ENCODERS.names() if hasattr(TEXT_ENCODERS.get(n).obj, "encode_images"))
+    enc = TEXT_ENCODERS.build(name, {"dim": TEXT_DIM}, where="text", captions=["a red point"], vocab=None)
+    enc.attach_image_encoder((4,))
+    return enc.requires_grad_(False)
+
+
 @pytest.mark.parametrize("name", REGULARIZERS.names())
 def test_regularizers_reach_only_the_network_of_their_phase(name):
     """A D-side term is a scalar (>= 0 unless declared `may_be_negative`) whose gradient reaches D only; a G-side term (zCR's, orthogonal reg.) reaches G
@@ -331,7 +339,10 @@ def test_regularizers_reach_only_the_network_of_their_phase(name):
 
     torch.manual_seed(0)
     text = REGULARIZERS.get(name).declares("uses_text", False)  # reads sentence embeddings (MA-GP)
-    term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {}, text_dim=TEXT_DIM if text else 0)
+    context = {"text_dim": TEXT_DIM if text else 0}
+    if REGULARIZERS.get(name).accepts("text_encoder"):  # reads the run's encoder itself (DAMSM's image encoder)
+        context["text_encoder"] = _image_text_encoder()
+    term = REGULARIZERS.build(name, {"one_sided": False} if name == "lecam" else {}, **context)
     assert isinstance(term, ObjectiveTerm) and term.every >= 1
     assert implements(term, "d_terms") or implements(term, "g_terms")
     if hasattr(term, "update"):  # a stateful term gets a previous D step's statistics (names from training/stats.py)

@@ -24,7 +24,7 @@ from .registry import Registry
 # batch_size (global), d_steps (D steps per G step), dataset_size (training images: one epoch), text_dim (width of
 # the sentence embeddings of a text-conditional run, 0 otherwise).
 BUILD_CONTEXT = ("num_classes", "img_shape", "feature_dim", "tap_shapes", "total_steps", "batch_size", "d_steps",
-                 "dataset_size", "text_dim")
+                 "dataset_size", "text_dim", "text_encoder")
 
 # (G, D backbone) families: `fn(*, img_shape, num_classes, g_cond, **opts) -> ArchPair`
 ARCHITECTURES = Registry("architecture", context=("img_shape", "num_classes", "g_cond"))
@@ -47,9 +47,10 @@ BACKBONES = Registry("backbone", context=("weights", "device"))
 METRICS = Registry("metric")
 # sampling-time methods that use D (DDLS, DRS): `cls(**opts) -> Sampler` (samplers/base.py)
 SAMPLERS = Registry("sampler")
-# caption encoders: `cls(*, captions, vocab, **opts) -> TextEncoder` (text/base.py; captions: the training captions,
-# vocab: a saved vocabulary JSON, given back on resume)
-TEXT_ENCODERS = Registry("text encoder", context=("captions", "vocab"))
+# caption encoders: `cls(*, captions, vocab, dataset, **opts) -> TextEncoder` (text/base.py; captions: the training
+# captions, vocab: a saved vocabulary JSON, given back on resume; dataset: the captioned training set, None when an
+# export is rebuilt)
+TEXT_ENCODERS = Registry("text encoder", context=("captions", "vocab", "dataset"))
 
 ALL = {
     "architectures": ARCHITECTURES,

@@ -21,7 +21,8 @@ What a term declares (class attributes; the framework reads them, never the term
   `load_state_dict` make any state part of the checkpoint, `log_values()` adds numbers to the training log.
 
 Build context: a term's constructor may take any of `ganforge.registries.BUILD_CONTEXT` (num_classes, img_shape,
-feature_dim, tap_shapes, total_steps, batch_size, d_steps, dataset_size) as keyword parameters; the framework fills them in.
+feature_dim, tap_shapes, total_steps, batch_size, d_steps, dataset_size, text_dim, text_encoder) as keyword parameters;
+the framework fills them in.
 
 `Context` is one micro-batch of one phase: it computes `fake`, `D(real)` and `D(fake)` lazily and caches them, so
 two terms that need D(real) run D once.

@@ -56,7 +56,7 @@ def build_text(cfg: RunConfig, dataset: Dataset, cache_dir: str | None = None) -
         raise GanforgeError(f"conditioning.text: needs a captioned dataset (e.g. data: {{name: shapes-captions}} or "
                             f"{{name: captions, root: ...}}), but data {cfg.data.name!r} has no captions")
     encoder = TEXT_ENCODERS.build(cfg.text.name, cfg.text.options, where="conditioning.text",
-                                  captions=dataset.caption_texts, vocab=None)
+                                  captions=dataset.caption_texts, vocab=None, dataset=dataset)
     return TextCondition(encoder, dataset.caption_texts, dataset.caption_offsets, cache_dir=cache_dir)
 
 
@@ -98,12 +98,14 @@ def tap_shapes(D: Discriminator, img_shape: tuple[int, ...], num_classes: int,
 class _Context:
     """Build context for terms and augmentations; `tap_shapes` is computed only for components that ask."""
 
-    def __init__(self, cfg: RunConfig, dataset: Dataset, D: Discriminator, num_classes: int, text_dim: int = 0):
+    def __init__(self, cfg: RunConfig, dataset: Dataset, D: Discriminator, num_classes: int, text_dim: int = 0,
+                 text_encoder: Any = None):
         self.D, self.img_shape, self.num_classes = D, tuple(dataset.info.shape), num_classes
         self.values: dict[str, Any] = {"num_classes": num_classes, "img_shape": self.img_shape,
                                        "feature_dim": D.backbone.feature_dim, "total_steps": cfg.train.steps,
                                        "batch_size": cfg.train.batch_size, "d_steps": cfg.optim.d_steps,
-                                       "dataset_size": len(dataset), "text_dim": text_dim}
+                                       "dataset_size": len(dataset), "text_dim": text_dim,
+                                       "text_encoder": text_encoder}
 
     def _need(self, name: str) -> None:
         """Compute a lazily built piece of context (tap_shapes: one forward pass of D) once someone asks for it."""
@@ -153,7 +155,7 @@ def build_run(cfg: RunConfig, cache_dir: str | None = None) -> RunParts:
     G_ema = copy.deepcopy(G).eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
-    context = _Context(cfg, dataset, D, num_classes, text_dim)
+    context = _Context(cfg, dataset, D, num_classes, text_dim, text.text_encoder if text is not None else None)
     contributors = {"conditioning.d": D.head, "model": D.backbone}
     if isinstance(getattr(G, "g_cond", None), nn.Module):
         contributors["conditioning.g"] = G.g_cond
