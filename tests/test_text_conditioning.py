@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.conditioning.base import DHead, DOutput
+from ganforge.conditioning.d_text_concat import TextConcatHead
 from ganforge.conditioning.d_text_projection import MismatchLoss, TextProjectionHead
 from ganforge.conditioning.g_dfgan import DFFusion, DFGANFusion
 from ganforge.conditioning.g_text_cbn import TextConditionalBN
@@ -173,6 +174,30 @@ def test_text_projection_logit_is_psi_plus_projected_text_dot_features(sn):
         psi_w, psi_b, W = head.psi.weight[0], head.psi.bias[0], head.text_proj.weight  # W: (5, T)
         manual = torch.stack([h[i] @ psi_w + psi_b + (W @ e[i]) @ h[i] for i in range(B)])
         assert torch.allclose(head(h, e).adv, manual, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------- text-concat
+@pytest.mark.parametrize("sn", [False, True])
+def test_text_concat_logit_is_an_mlp_of_features_joined_with_the_text_and_not_linear_in_it(sn):
+    torch.manual_seed(0)
+    head = TextConcatHead(in_features=5, text_dim=T, d_sn=sn, hidden=7).eval()
+    assert has_sn(head.joint) == sn and has_sn(head.out) == sn
+    h, e1, e2 = torch.randn(B, 5), torch.randn(B, T), torch.randn(B, T)
+    with torch.no_grad():
+        W1, b1, w2, b2 = head.joint.weight, head.joint.bias, head.out.weight[0], head.out.bias[0]
+        manual = torch.stack([w2 @ F.leaky_relu(W1 @ torch.cat([h[i], e1[i]]) + b1, 0.2) + b2 for i in range(B)])
+        assert torch.allclose(head(h, e1).adv, manual, atol=1e-5)
+        # DF-GAN's one-way output is non-linear in the text, where the projection form is linear (affine) in it
+        mid = head(h, (e1 + e2) / 2).adv
+        assert (mid - (head(h, e1).adv + head(h, e2).adv) / 2).abs().max() > 1e-3
+        proj = TextProjectionHead(in_features=5, text_dim=T, d_sn=False)
+        mid_p = proj(h, (e1 + e2) / 2).adv
+        assert torch.allclose(mid_p, (proj(h, e1).adv + proj(h, e2).adv) / 2, atol=1e-5)
+    (term,) = head.terms()  # the same mismatched-pair term as text-projection
+    assert isinstance(term, MismatchLoss) and term.weight == 0.5
+    assert TextConcatHead(in_features=5, text_dim=T, mismatch_weight=0).terms() == []
+    with pytest.raises(GanforgeError, match="hidden"):
+        TextConcatHead(in_features=5, text_dim=T, hidden=0)
 
 
 def _projection_d(weight: float = 0.5) -> Discriminator:

@@ -32,6 +32,13 @@ from .text_inputs import check_text_dim, sentence_vectors
 NAME = "conditioning.d 'text-projection'"
 
 
+def check_mismatch_weight(value: float, where: str) -> float:
+    """The mismatched-pair weight as a float, or a one-line error naming `where` (a finite number >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise GanforgeError(f"{where}: mismatch_weight must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 class MismatchLoss(ObjectiveTerm):
     """DF-GAN's mismatched pairs: weight * mean(relu(1 + D(x_r, roll(e_r, 1)))) in D's step (Tao et al. 2022)."""
 
@@ -67,10 +74,7 @@ class TextProjectionHead(DHead):
                  sn: bool | None = None, mismatch_weight: float = 0.5):
         super().__init__()
         self.text_dim = check_text_dim(text_dim, NAME)
-        if isinstance(mismatch_weight, bool) or not isinstance(mismatch_weight, (int, float)) \
-                or not 0 <= mismatch_weight < float("inf"):
-            raise GanforgeError(f"{NAME}: mismatch_weight must be a finite number >= 0, got {mismatch_weight!r}")
-        self.mismatch_weight = float(mismatch_weight)
+        self.mismatch_weight = check_mismatch_weight(mismatch_weight, NAME)
         self.psi = nn.Linear(in_features, 1)
         self.text_proj = nn.Linear(text_dim, in_features, bias=False)  # W: the class embedding V's place
         nn.init.xavier_uniform_(self.psi.weight)
