@@ -23,7 +23,10 @@ trained per seed; its G_ema draws one image for the first caption of each of 2,0
 and the bundled attribute classifier judges whether each image shows what its caption says (per attribute, their
 mean, and all at once). The classifier's own accuracy on the real held-out renders is reported next to it, and
 R-precision (text/retrieval.py: the classifier's description of each image retrieves its caption among 100, in the
-run's text-encoder space; chance 0.01) for generated and for real images.
+run's text-encoder space; chance 0.01) for generated and for real images. Accuracy alone would reward one perfect
+image per caption, so two more figures watch realism and diversity: `attr_fid`, the Frechet distance between the
+2,000 samples and the 2,000 real renders in the attribute classifier's hidden features, and `pos_spread_fake` /
+`pos_spread_real`, the spread (std, px) of the shape's position over the one-shape captions.
 """
 from __future__ import annotations
 
@@ -122,8 +125,8 @@ def run_text_child(spec: dict) -> dict:
     import torch
 
     from ganforge.config import load_config
-    from ganforge.data.shapes_attributes import (caption_attribute_accuracy, describe, load_shapes_classifier,
-                                                 to_classifier_input)
+    from ganforge.data.shapes_attributes import (attribute_fid, caption_attribute_accuracy, describe,
+                                                 load_shapes_classifier, position_spread, to_classifier_input)
     from ganforge.text.retrieval import text_r_precision
     from ganforge.registries import DATASETS as DATA, load_all
     from ganforge.sampling import generate
@@ -149,6 +152,10 @@ def run_text_child(spec: dict) -> dict:
         e = torch.cat([encoder(captions[i:i + 256]).sentence.float() for i in range(0, len(captions), 256)])
     fake = generate(G, len(captions), seed=0, labels=e)
     result.update({f"attr_{k}": v for k, v in caption_attribute_accuracy(clf, fake, captions).items()})
+    # what accuracy alone does not see: realism / diversity, and whether single shapes still move around
+    result["attr_fid"] = attribute_fid(clf, fake, real)
+    single = torch.tensor([test.attributes(i)["relation"] is None for i in range(len(test))])
+    result["pos_spread_fake"], result["pos_spread_real"] = position_spread(fake[single]), position_spread(real[single])
 
     def encode(texts):
         return torch.cat([encoder(list(texts[i:i + 256])).sentence.float() for i in range(0, len(texts), 256)])
@@ -214,7 +221,7 @@ def text_main(a) -> None:
         specs.append({"key": key, "variant": name or "preset", "seed": seed, "out": str(out / key),
                       "preset": "shapes-text", "overrides": overrides})
     rows = run_all(__file__, specs, out, a.jobs, report_only=a.report)
-    keys = tuple(k for k in rows[0] if k.startswith(("attr_", "clf_", "r_precision"))) if rows else ()
+    keys = tuple(k for k in rows[0] if k.startswith(("attr_", "clf_", "r_precision", "pos_"))) if rows else ()
     print(table([{"variant": "preset", **r} for r in rows], ("variant",), (*keys, "train_cpu_min")))
 
 

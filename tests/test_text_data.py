@@ -8,8 +8,8 @@ from PIL import Image
 
 import ganforge.data.shapes_attributes as attr_mod
 from ganforge.data.captions import CaptionedDataset
-from ganforge.data.shapes_attributes import (HEADS, caption_attribute_accuracy, classifier_path,
-                                             load_shapes_classifier)
+from ganforge.data.shapes_attributes import (HEADS, attribute_fid, caption_attribute_accuracy, classifier_features,
+                                             classifier_path, load_shapes_classifier, position_spread)
 from ganforge.data.shapes_captioned import (COLOURS, caption_variants, canonical, parse_caption, targets)
 from ganforge.errors import GanforgeError
 from ganforge.registries import DATASETS
@@ -226,3 +226,24 @@ def test_attribute_classifier_accuracy_cache_and_judging(tmp_path, monkeypatch):
     wrong = caption_attribute_accuracy(again, test.x, caps[1:] + caps[:1])  # each image with another's caption
     assert wrong["all"] < 0.2
     assert torch.equal(again.predict(test.x[:64].float() / 255), clf.predict(test.x[:64].float() / 255))
+
+
+def test_attribute_fid_is_small_for_real_and_large_for_noise_or_collapsed_images():
+    clf = load_shapes_classifier(16)
+    a = build("shapes-captions", split="test", n=600, resolution=16, seed=7)
+    b = build("shapes-captions", split="test", n=600, resolution=16, seed=8)
+    same = attribute_fid(clf, a.x, b.x)
+    collapsed = attribute_fid(clf, a.x[:1].repeat(600, 1, 1, 1), b.x)  # one image, repeated
+    noise = attribute_fid(clf, torch.randint(0, 256, a.x.shape, dtype=torch.uint8), b.x)
+    assert attribute_fid(clf, a.x, a.x) == pytest.approx(0.0, abs=1e-6)
+    assert same < collapsed / 10 and same < noise / 10
+    assert classifier_features(clf, a.x[:5]).shape == (5, 256)
+
+
+def test_position_spread_is_the_centroid_standard_deviation():
+    imgs = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    imgs[0, 0, 1, 1] = 255  # lit pixel at (x=1, y=1)
+    imgs[1, 1, 5, 3] = 255  # at (x=3, y=5)
+    # std of x over {1, 3} = sqrt(2), of y over {1, 5} = sqrt(8); the mean of the two
+    assert position_spread(imgs) == pytest.approx((2 ** 0.5 + 8 ** 0.5) / 2, rel=1e-6)
+    assert position_spread(imgs[[0, 0]]) == 0.0

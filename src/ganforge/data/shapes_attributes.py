@@ -225,3 +225,37 @@ def describe(predictions: torch.Tensor) -> list[str]:
         else:
             out.append(f"a {first} {RELATION_TEXT[v[6]]} a {v[5]} {v[4]} {v[3]}")
     return out
+
+
+@torch.no_grad()
+def classifier_features(classifier: ShapesAttributeClassifier, images: torch.Tensor,
+                        batch_size: int = 1000) -> torch.Tensor:
+    """The classifier's hidden features (B, 256) float64 of images (uint8 or model-space floats): the space of
+    `attribute_fid`."""
+    device = next(classifier.parameters()).device
+    x = to_classifier_input(images.detach())
+    parts = [classifier.body(x[i:i + batch_size].to(device)).double().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0, 256, dtype=torch.float64)
+
+
+def attribute_fid(classifier: ShapesAttributeClassifier, fake: torch.Tensor, real: torch.Tensor) -> float:
+    """Frechet distance between fake and real images in the attribute classifier's hidden features: realism and
+    diversity of text-conditional samples in a space that knows the set's attributes (the role Inception plays in
+    FID; small sets make it biased upwards, so compare values at the same sizes)."""
+    from ..metrics.fid import frechet_distance
+
+    a, b = classifier_features(classifier, fake), classifier_features(classifier, real)
+    return frechet_distance(a.mean(0), torch.cov(a.t()), b.mean(0), torch.cov(b.t()))
+
+
+def position_spread(images: torch.Tensor, threshold: float = 0.5) -> float:
+    """Mean over x and y of the standard deviation of the centroid of the lit pixels (max channel > threshold):
+    how much the placement varies across images (for one-shape images, the shape's position). A generator that
+    puts every shape in one place scores near 0 where the data's placements spread."""
+    lit = (to_classifier_input(images).amax(dim=1) > threshold).float()  # (B, H, W)
+    total = lit.sum(dim=(1, 2)).clamp(min=1)
+    ys = torch.arange(lit.shape[1], dtype=torch.float32)
+    xs = torch.arange(lit.shape[2], dtype=torch.float32)
+    cy = (lit.sum(dim=2) * ys).sum(dim=1) / total
+    cx = (lit.sum(dim=1) * xs).sum(dim=1) / total
+    return float(torch.stack([cx, cy], dim=1).std(dim=0).mean())
