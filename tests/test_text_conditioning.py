@@ -163,6 +163,22 @@ def test_dfgan_replaces_batchnorm_feeds_z_and_text_to_every_fusion_and_starts_te
         assert (G(z, e1) - G(z, e2)).abs().max() > 1e-3  # gamma(c), beta(c) now depend on the text
 
 
+def test_dfgan_text_input_feeds_z_and_text_to_the_first_layer_too():
+    torch.manual_seed(0)
+    G = dcgan_g(DFGANFusion(text_dim=T, text_input=True))
+    assert G.linear.in_features == Z + T  # input [z, e]
+    z, e1, e2 = torch.randn(B, Z), torch.randn(B, T), torch.randn(B, T)
+    seen = []
+    hook = G.linear.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    with torch.no_grad():
+        out1, out2 = G(z, e1), G(z, e2)
+    hook.remove()
+    assert torch.equal(seen[0], torch.cat([z, e1], 1))
+    assert (out1 - out2).abs().max() > 1e-4  # the text shapes the output from the start, through the input layer
+    with pytest.raises(GanforgeError, match="text_input"):
+        DFGANFusion(text_dim=T, text_input="yes")
+
+
 # ------------------------------------------------------------------------------------------------- text-projection
 @pytest.mark.parametrize("sn", [False, True])
 def test_text_projection_logit_is_psi_plus_projected_text_dot_features(sn):

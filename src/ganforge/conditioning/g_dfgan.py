@@ -19,6 +19,9 @@ activation still follows each one (DCGAN: ReLU(DFFusion(up(x), c))), and its lay
 DF-GAN's conditioning on the chosen architecture, not DF-GAN's generator (whose residual block is fusion -> conv ->
 fusion -> conv with a shortcut). The MLPs live inside a `LabelNorm`, so the architecture's init scheme and spectral
 norm leave them (and their identity start) alone.
+
+`text_input: true` (not DF-GAN's: its G input is z alone) also feeds the sentence vector to G's first layer, input
+[z, e], so the text can shape the initial spatial layout (where shapes go) and not only modulate channels after it.
 """
 from __future__ import annotations
 
@@ -89,10 +92,17 @@ class DFGANFusion(GConditioning):
     uses_labels = False
     labels_in_norms = True  # the text enters only through the norm layers (the fusion blocks)
 
-    def __init__(self, *, num_classes: int = 0, text_dim: int = 0):
+    def __init__(self, *, num_classes: int = 0, text_dim: int = 0, text_input: bool = False):
+        """
+        Args:
+            text_input: G's first layer also reads the sentence vector (input [z, e]); DF-GAN's G reads z alone.
+        """
         self.text_dim = check_text_dim(text_dim, NAME)
+        if not isinstance(text_input, bool):
+            raise GanforgeError(f"{NAME}: text_input must be true or false, got {text_input!r}")
         super().__init__(num_classes=num_classes)
         self.z_dim = 0
+        self.text_input = text_input
 
     def bind(self, z_dim: int, num_blocks: int) -> None:
         super().bind(z_dim, num_blocks)
@@ -103,6 +113,9 @@ class DFGANFusion(GConditioning):
         """Width of every fusion block's condition [z, e]."""
         return self.z_dim + self.text_dim
 
+    def in_features(self, z_dim: int) -> int:
+        return z_dim + (self.text_dim if self.text_input else 0)
+
     def norm1d(self, num_features: int) -> nn.Module:
         return DFFusion(num_features, self.cond_dim)
 
@@ -112,7 +125,7 @@ class DFGANFusion(GConditioning):
     def prepare(self, z: torch.Tensor, y: torch.Tensor | None) -> GInput:
         e = sentence_vectors(y, self.text_dim, z.shape[0], NAME)  # (B, text_dim)
         c = torch.cat([z, e.to(z.dtype)], dim=1)  # (B, z_dim + text_dim): DF-GAN's cat((noise, sentence))
-        return GInput(z, [c] * self.num_blocks)
+        return GInput(c if self.text_input else z, [c] * self.num_blocks)  # input [z, e] with text_input
 
     def extra_repr(self) -> str:
-        return f"text_dim={self.text_dim}"
+        return f"text_dim={self.text_dim}, text_input={self.text_input}"
