@@ -2,13 +2,14 @@
 `damsm` G-side loss."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 
 import pytest
 import torch
 
-from helpers import last_state, train_killed_then_resumed
+from helpers import last_state, torchrun, train_killed_then_resumed, write_config
 
 from ganforge.config import from_dict
 from ganforge.data.shapes_captioned import ShapesCaptions
@@ -168,3 +169,19 @@ def test_a_damsm_run_resumes_bit_exactly_and_exports_both_encoders(tmp_path):
     assert torch.equal(exported(texts).sentence, run_enc(texts).sentence)
     x = torch.zeros(2, 3, 16, 16)
     assert torch.equal(exported.encode_images(x), run_enc.encode_images(x))  # the image encoder travels too
+
+
+def test_damsm_run_on_two_gloo_ranks_equals_one_process(tmp_path):
+    """The DAMSM loss's negatives are the global batch: all-gathered under DDP, so 2 ranks == 1 process (G is
+    BatchNorm-free with dfgan; D without spectral norm has no BatchNorm either)."""
+    raw = copy.deepcopy(DAMSM_RUN)
+    raw["train"].update(steps=4, ckpt_every=4)
+    raw["model"]["d_sn"] = False
+    # the mismatched pairs roll within each rank's micro-batch (as within each accumulation round): off here
+    raw["conditioning"]["d"]["mismatch_weight"] = 0.0
+    train(from_dict(raw), tmp_path / "single", progress=False)
+    torchrun(write_config(tmp_path, raw), tmp_path / "ddp")
+    a, b = last_state(tmp_path / "single"), last_state(tmp_path / "ddp")
+    for key in ("G", "D"):
+        for k, v in a[key].items():
+            torch.testing.assert_close(b[key][k], v, rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
