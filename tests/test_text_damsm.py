@@ -185,3 +185,23 @@ def test_damsm_run_on_two_gloo_ranks_equals_one_process(tmp_path):
     for key in ("G", "D"):
         for k, v in a[key].items():
             torch.testing.assert_close(b[key][k], v, rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
+
+
+def test_ganforge_eval_gives_the_r_precision_of_a_damsm_run(tmp_path):
+    from ganforge.metrics.evaluate import build_backbone, evaluate
+    from ganforge.metrics.r_precision import r_precision
+    from ganforge.sampling import generate_batches
+    from ganforge.training.export import load_generator
+
+    train(from_dict(DAMSM_RUN), tmp_path / "run", progress=False)
+    weights = str(tmp_path / "run" / "export" / "text_encoder.safetensors")
+    with pytest.warns(UserWarning, match="r-precision"):  # 200 images: below the metric's meaningful size
+        got = evaluate(tmp_path / "run", metrics="r-precision", backbone="damsm-image", weights=weights, n=200,
+                       progress=False, use_cache=False)
+    bb = build_backbone("damsm-image", weights=weights)
+    pools, embeds = [], []
+    for x, e in generate_batches(load_generator(tmp_path / "run"), 200, seed=0, batch_size=100):
+        pools.append(bb(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))["pool"])
+        embeds.append(e)
+    assert got["r_precision"] == pytest.approx(r_precision(torch.cat(pools), torch.cat(embeds).float()))
+    assert got["n"] == 200

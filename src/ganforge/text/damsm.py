@@ -69,6 +69,26 @@ class ImageEncoder(nn.Module):
         return self.out(self.body(x).flatten(1))
 
 
+def image_encoder_layout(state: dict, prefix: str = "image.") -> tuple[tuple[int, ...], int]:
+    """(sample shape, image_ch) of the `ImageEncoder` whose weights are `state[prefix + ...]`: vector data when the
+    first layer is linear (C -> 4 ch), else images whose side is 4 * 2^(number of stride-2 convs)."""
+    w = state[f"{prefix}body.0.weight"]
+    if w.dim() == 2:  # the MLP of vector data: Linear(C, 4 ch)
+        return (int(w.shape[1]),), int(w.shape[0]) // 4
+    convs = sum(1 for k in state if k.startswith(f"{prefix}body.") and k.endswith(".weight"))
+    side = 4 * 2 ** (convs - 1)  # the first 3x3 conv, then one stride-2 conv per halving down to 4x4
+    return (int(w.shape[1]), side, side), int(w.shape[0])
+
+
+def image_encoder_from_state(state: dict, prefix: str = "image.") -> ImageEncoder:
+    """The `ImageEncoder` saved under `prefix` in a DAMSM encoder's state (e.g. an export's text_encoder file)."""
+    img_shape, ch = image_encoder_layout(state, prefix)
+    dim = int(state[f"{prefix}out.weight"].shape[0])
+    enc = ImageEncoder(img_shape, dim, ch)
+    enc.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+    return enc
+
+
 def matching_loss(v: torch.Tensor, e: torch.Tensor, gamma: float = GAMMA3,
                   same: torch.Tensor | None = None) -> torch.Tensor:
     """DAMSM's sentence-level loss (AttnGAN, Eqs. 10-11, 13), averaged over the batch: cross-entropy of
@@ -174,17 +194,11 @@ class DAMSMTextEncoder(TextEncoder):
         return True
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        """An export's state holds the image encoder: build it (from its first layer's shape) before loading."""
+        """An export's state holds the image encoder: build it (shapes read off its weights) before loading."""
         if self.image is None and any(k.startswith("image.") for k in state):
-            w = state["image.body.0.weight"]
-            if w.dim() == 2:  # the MLP of vector data: Linear(C, 4 ch)
-                self.options["image_ch"] = int(w.shape[0]) // 4
-                self.attach_image_encoder((int(w.shape[1]),))
-            else:  # images: the first conv, then one stride-2 conv per halving down to 4x4
-                side = 4 * 2 ** sum(1 for k in state if k.startswith("image.body.") and k.endswith(".weight")
-                                    and k != "image.body.0.weight")
-                self.options["image_ch"] = int(w.shape[0])
-                self.attach_image_encoder((int(w.shape[1]), side, side))
+            img_shape, ch = image_encoder_layout(state)
+            self.options["image_ch"] = ch
+            self.attach_image_encoder(img_shape)
             self.image.requires_grad_(False)
         return super().load_state_dict(state, strict=strict, assign=assign)
 
