@@ -51,6 +51,8 @@ SAMPLERS = Registry("sampler")
 # captions, vocab: a saved vocabulary JSON, given back on resume; dataset: the captioned training set, None when an
 # export is rebuilt)
 TEXT_ENCODERS = Registry("text encoder", context=("captions", "vocab", "dataset"))
+# methods that look inside a trained generator (`ganforge explore`): `cls(**opts) -> Explorer` (explore/base.py)
+EXPLORERS = Registry("explorer")
 
 ALL = {
     "architectures": ARCHITECTURES,
@@ -64,6 +66,7 @@ ALL = {
     "metrics": METRICS,
     "samplers": SAMPLERS,
     "text-encoders": TEXT_ENCODERS,
+    "explorers": EXPLORERS,
 }
 
 COMPONENT_PACKAGES = (
@@ -75,6 +78,7 @@ COMPONENT_PACKAGES = (
     "ganforge.metrics",
     "ganforge.samplers",
     "ganforge.text",
+    "ganforge.explore",
 )
 ENTRY_POINT_GROUP = "ganforge.plugins"
 

@@ -228,4 +228,10 @@ def _add_eval(sub) -> None:
     add_eval(sub)
 
 
-REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo]
+def _add_explore(sub) -> None:
+    from .explore_cmd import add_explore
+
+    add_explore(sub)
+
+
+REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo, _add_explore]

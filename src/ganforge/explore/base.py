@@ -1,0 +1,207 @@
+"""The explorer framework: a registered method looks at a generator and writes figures plus numbers.
+
+An explorer is a class registered in `EXPLORERS` whose keyword-only constructor options are its config (validated by
+the registry, one-line errors naming the key). `check(G)` refuses a generator the method cannot read (one line naming
+the reason) before anything is written; `run(G, out_dir, *, progress, seed, device) -> dict` writes its PNG / GIF
+figures into `out_dir` and returns a JSON-able dict of numbers. `explore()` stages all of it in a private directory,
+adds `result.json` (method, options, seed, source, results, files) and `index.html` (figures embedded as base64 data
+URIs, the numbers and the options as tables; no external resources), then swaps the directory into
+`RUN/explore/METHOD/` in one step, so a crash leaves the previous page or none, never half of one.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import GanforgeError
+
+IMAGE_SUFFIXES = {".png": "image/png", ".gif": "image/gif"}
+
+
+class Explorer:
+    """Base class of explorers; subclasses implement `run` and, where they need something of G, `check`."""
+
+    needs_images: bool = True  # the method renders image samples (point generators are refused in `check`)
+    name: str = "explorer"  # set by the framework from the registry name, for messages
+
+    def check(self, G: torch.nn.Module) -> None:
+        """Raise a one-line GanforgeError when this method cannot run on `G`."""
+        if self.needs_images and len(getattr(G, "img_shape", ())) != 3:
+            raise GanforgeError(f"explore {self.name}: needs a generator of images (C, H, W); this one makes "
+                                f"samples of shape {tuple(getattr(G, 'img_shape', ()))}")
+
+    def run(self, G: torch.nn.Module, out_dir: Path, *, progress: bool, seed: int, device: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------------- running
+def explore_dir(G: torch.nn.Module, method: str) -> Path:
+    """Default output: RUN/explore/METHOD for an export inside a run dir, else EXPORT/explore/METHOD."""
+    export_dir = getattr(G, "export_dir", None)
+    if export_dir is None:
+        raise GanforgeError(f"explore {method}: this generator was not loaded from an export; pass out=DIR")
+    export_dir = Path(export_dir)
+    run_dir = export_dir.parent if export_dir.name == "export" else export_dir  # a run's export lives in RUN/export
+    return run_dir / "explore" / method
+
+
+def build_explorer(method: str, options: dict[str, Any] | None = None) -> Explorer:
+    """The registered explorer `method` with validated `options` (one-line errors naming the method or key)."""
+    from ..registries import EXPLORERS, load_all
+
+    load_all()
+    explorer = EXPLORERS.build(method, dict(options or {}), where=f"explore {method}")
+    explorer.name = method
+    return explorer
+
+
+def explore(source: str | os.PathLike | torch.nn.Module, method: str, options: dict[str, Any] | None = None, *,
+            out: str | os.PathLike | None = None, seed: int = 0, progress: bool = True,
+            device: str = "cpu") -> Path:
+    """Run explorer `method` on a generator (a module, or a run / export path) and write its page; returns its dir.
+
+    Args:
+        source: a generator module, a run directory, an export directory or its generator.safetensors.
+        method: a registered explorer name (`ganforge list explorers`).
+        options: the explorer's options (its constructor's keyword arguments).
+        out: output directory (default RUN/explore/METHOD).
+        seed: seed of every latent the method draws.
+        progress: show progress bars on long work.
+        device: torch device to run G on.
+    """
+    from ..training.export import load_generator, staged_dir
+
+    explorer = build_explorer(method, options)  # bad names / options fail before anything is loaded
+    G = source if isinstance(source, torch.nn.Module) else load_generator(source, device=device)
+    G = G.to(device).eval()
+    explorer.check(G)
+    dest = Path(out) if out is not None else explore_dir(G, method)
+    used = {**_defaults(method), **dict(options or {})}
+    with staged_dir(dest) as tmp:
+        with torch.no_grad():
+            results = explorer.run(G, tmp, progress=progress, seed=seed, device=device)
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        record = {"method": method, "options": jsonable(used), "seed": seed,
+                  "source": str(getattr(G, "export_dir", "") or ""), "results": jsonable(results), "files": files}
+        (tmp / "result.json").write_text(json.dumps(record, indent=2))
+        write_page(tmp, record)
+    return dest
+
+
+def _defaults(method: str) -> dict[str, Any]:
+    from ..registries import EXPLORERS
+
+    return EXPLORERS.get(method).defaults()
+
+
+def jsonable(value: Any) -> Any:
+    """Tensors, numpy values and tuples -> plain JSON values (non-finite floats -> None)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------------- page
+def write_page(directory: Path, record: dict[str, Any]) -> Path:
+    """`index.html` in `directory`: the figures (embedded), the numbers and the options, with no outside resource."""
+    directory = Path(directory)
+    title = f"ganforge explore {record['method']}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top}"
+             "img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}figure{margin:0 0 1.5em 0}"
+             "code{font-size:85%}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f"<p>source: <code>{html.escape(str(record.get('source') or '(module)'))}</code>, seed "
+             f"{html.escape(str(record.get('seed')))}</p>",
+             "<h2>Options</h2>", _table(record.get("options", {})),
+             "<h2>Results</h2>", _table(record.get("results", {})), "<h2>Figures</h2>"]
+    for name in record.get("files", []):
+        mime = IMAGE_SUFFIXES.get(Path(name).suffix.lower())
+        if mime is None:
+            continue
+        data = base64.b64encode((directory / name).read_bytes()).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(name)}' src='data:{mime};base64,{data}'>"
+                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append("</body></html>")
+    path = directory / "index.html"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _table(values: dict[str, Any]) -> str:
+    if not values:
+        return "<p>(none)</p>"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_cell(v))}</td></tr>"
+                   for k, v in values.items())
+    return f"<table>{rows}</table>"
+
+
+def _cell(value: Any, limit: int = 400) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = json.dumps(jsonable(value), default=str)
+    if isinstance(value, (list, tuple)):  # long arrays: short floats
+        text = json.dumps(_rounded(jsonable(value)))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------- figures
+def save_png(img: np.ndarray, path: Path) -> Path:
+    """uint8 (H, W, 3) or (H, W) -> PNG."""
+    Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG")
+    return Path(path)
+
+
+def save_gif(frames: list[np.ndarray], path: Path, frame_ms: int = 120) -> Path:
+    """uint8 (H, W, 3) frames -> a looping animated GIF."""
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    return Path(path)
+
+
+def render_grid(G: torch.nn.Module, x: torch.Tensor, ncol: int) -> np.ndarray:
+    """Model-space images (rows * ncol, C, H, W), row-major -> a uint8 grid picture (small tiles enlarged)."""
+    from ..data.base import ImageModality
+
+    return ImageModality().render(x.float().cpu(), nrow=ncol)
+
+
+def row_latents(G: torch.nn.Module, n: int, seed: int, label: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n seeded latents and their conditions (a class, or a training caption's embedding for a text G)."""
+    from ..sampling import latents
+
+    return latents(G, n, seed, labels=label)
+
+
+def repeat_condition(y: torch.Tensor | None, times: int) -> torch.Tensor | None:
+    """Each row's condition repeated `times` times (row-major), so one row keeps one label."""
+    return None if y is None else y.repeat_interleave(times, dim=0)

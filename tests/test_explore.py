@@ -1,0 +1,191 @@
+"""`ganforge explore`: the framework (page, result.json, registry, CLI) and interpolate, spectrum and SeFa."""
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import math
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+from helpers import TINY_DIGITS, shared_cache
+
+from ganforge.cli.main import main
+from ganforge.config import from_dict
+from ganforge.errors import GanforgeError
+from ganforge.explore import explore
+from ganforge.explore.interpolate import lerp, slerp
+from ganforge.explore.sefa import first_latent_layer, sefa_directions
+from ganforge.explore.spectrum import high_frequency_gap, log_power_spectrum, radial_profile
+from ganforge.registries import ARCHITECTURES, EXPLORERS, G_CONDITIONING
+
+
+def tiny_G(arch: str, opts: dict, cond: str = "none", k: int = 0, shape=(1, 8, 8)):
+    g_cond = G_CONDITIONING.build(cond, {}, num_classes=k, text_dim=0)
+    torch.manual_seed(0)
+    return ARCHITECTURES.build(arch, opts, img_shape=shape, num_classes=k, g_cond=g_cond).G.eval()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A class-conditional 8x8 digits run trained for 2 steps, with its export."""
+    from ganforge.training.trainer import train
+
+    raw = copy.deepcopy(TINY_DIGITS)
+    raw["train"].update(steps=2, ckpt_every=2)
+    out = tmp_path_factory.mktemp("explore") / "run"
+    with shared_cache(tmp_path_factory):
+        train(from_dict(raw), out, progress=False)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------ SeFa
+def test_sefa_on_diag_3_1_gives_e1_first_with_eigenvalue_9():
+    vals, dirs = sefa_directions(torch.diag(torch.tensor([3.0, 1.0])))
+    assert vals.tolist() == pytest.approx([9.0, 1.0])
+    assert dirs[0].tolist() == pytest.approx([1.0, 0.0])  # sign fixed: largest coordinate positive
+    assert dirs[1].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_sefa_directions_maximise_the_change_of_the_first_layer():
+    A = torch.randn(20, 5, generator=torch.Generator().manual_seed(1))
+    vals, dirs = sefa_directions(A)
+    assert (A.double() @ dirs[0]).pow(2).sum().item() == pytest.approx(vals[0].item())  # ||A n||^2 = lambda_1
+    assert vals[0].item() == pytest.approx(torch.linalg.matrix_norm(A.double(), ord=2).item() ** 2)
+
+
+def test_first_latent_layer_keeps_only_the_z_columns_of_a_label_concatenating_G():
+    G = tiny_G("dcgan", {"z_dim": 6, "g_ch": 8, "d_ch": 8}, "concat", k=3)  # G.linear sees [z, one_hot(y)]
+    layer = first_latent_layer(G)
+    assert layer.space == "z" and layer.names == ["linear"]
+    torch.testing.assert_close(layer.weight, G.linear.weight[:, :6], atol=1e-5, rtol=1e-4)
+
+
+def test_first_latent_layer_of_a_style_G_stacks_its_style_affines():
+    G = tiny_G("style-mlp", {"z_dim": 4, "w_dim": 6, "hidden": 8, "layers": 2})
+    layer = first_latent_layer(G)
+    assert layer.space == "w" and layer.names == ["layers.0.affine", "layers.1.affine", "out.affine"]
+    want = torch.cat([G.layers[0].affine.weight, G.layers[1].affine.weight, G.out.affine.weight])
+    torch.testing.assert_close(layer.weight, want, atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------- interpolation
+def test_slerp_endpoints_are_exact_and_the_midpoint_of_orthogonal_unit_vectors_is_their_sum_over_sqrt2():
+    a, b = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    assert torch.equal(slerp(a, b, 0.0), a) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-7)
+    torch.testing.assert_close(slerp(a, b, 0.5), (a + b) / math.sqrt(2))
+    assert slerp(a, b, 0.5).norm().item() == pytest.approx(1.0)  # stays on the sphere, unlike lerp (1/sqrt 2)
+
+
+def test_lerp_is_linear_and_slerp_falls_back_to_it_for_parallel_vectors():
+    a, b = torch.tensor([[2.0, -4.0]]), torch.tensor([[6.0, 8.0]])
+    torch.testing.assert_close(lerp(a, b, 0.25), torch.tensor([[3.0, -1.0]]))
+    c = 3 * a  # angle 0: sin(omega) = 0
+    torch.testing.assert_close(slerp(a, c, 0.5), torch.tensor([[4.0, -8.0]]))
+
+
+# --------------------------------------------------------------------------------------------------------- spectrum
+def test_spectrum_of_a_pure_sinusoid_peaks_at_its_frequency():
+    h = w = 32
+    x = torch.arange(w, dtype=torch.float64)
+    img = (0.5 + 0.4 * torch.cos(2 * math.pi * 5 * x / w)).expand(h, w)[None]  # 5 cycles per image, horizontal
+    spec = log_power_spectrum(img)
+    spec_no_dc = spec.clone()
+    spec_no_dc[h // 2, w // 2] = -math.inf
+    peak = divmod(int(spec_no_dc.argmax()), w)
+    assert peak in [(16, 16 - 5), (16, 16 + 5)]
+    profile = radial_profile(spec)
+    assert int(profile[1:].argmax()) + 1 == 5
+
+
+def test_radial_profile_averages_rings_and_gap_is_the_mean_abs_difference_at_high_radius():
+    spec = torch.zeros(8, 8, dtype=torch.float64)
+    spec[4, 4] = 7.0  # the centre alone is ring 0
+    assert radial_profile(spec)[0].item() == 7.0 and radial_profile(spec)[1:].abs().sum().item() == 0
+    real = torch.zeros(8, 8, dtype=torch.float64)
+    assert high_frequency_gap(real + 2.0, real, high_from=0.5) == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------------------------------------ end to end (CLI)
+def _decoded_images(page: str) -> list[Image.Image]:
+    return [Image.open(io.BytesIO(base64.b64decode(d))) for d in re.findall(r"base64,([A-Za-z0-9+/=]+)", page)]
+
+
+@pytest.mark.parametrize("method", EXPLORERS.names())
+def test_cli_explore_writes_figures_result_and_a_self_contained_page(method, run_dir, capsys):
+    rc = main(["explore", str(run_dir), method, "--no-progress", "--seed", "3"])
+    assert rc == 0, capsys.readouterr().err
+    out = run_dir / "explore" / method
+    record = json.loads((out / "result.json").read_text())
+    assert record["method"] == method and record["seed"] == 3 and record["results"]
+    figures = [f for f in record["files"] if f.endswith((".png", ".gif"))]
+    assert figures and all((out / f).is_file() for f in figures)
+    page = (out / "index.html").read_text()
+    images = _decoded_images(page)
+    assert len(images) == len(figures) and all(im.size[0] > 0 for im in images)
+    assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_interpolate_grid_has_rows_by_steps_tiles_and_a_there_and_back_gif(run_dir, tmp_path):
+    out = explore(run_dir, "interpolate", {"rows": 2, "steps": 3, "mode": "lerp"}, out=tmp_path / "i", progress=False)
+    grid = Image.open(out / "grid.png")
+    tile, pad = 64 + 2, 2  # 8 px tiles enlarged x8, 2 px padding
+    assert grid.size == (3 * tile + pad, 2 * tile + pad)
+    assert Image.open(out / "row0.gif").n_frames == 2 * 24 - 2
+
+
+def test_sefa_result_eigenvalues_are_those_of_the_first_layer(run_dir, tmp_path):
+    from ganforge.training.export import load_generator
+
+    out = explore(run_dir, "sefa", {"k": 2, "samples": 1, "steps": 3}, out=tmp_path / "s", progress=False)
+    res = json.loads((out / "result.json").read_text())["results"]
+    G = load_generator(run_dir)
+    A = first_latent_layer(G).weight.double()
+    assert res["eigenvalues"][0] == pytest.approx(torch.linalg.matrix_norm(A, ord=2).item() ** 2, rel=1e-6)
+    assert sorted(p.name for p in out.glob("direction-*.png")) == ["direction-00.png", "direction-01.png"]
+
+
+# ---------------------------------------------------------------------------------------------------------- errors
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("ganforge: error:")
+    return err
+
+
+def test_unknown_method_is_a_one_line_error_listing_the_choices(run_dir, capsys):
+    assert main(["explore", str(run_dir), "tsne-nope"]) == 2
+    err = _one_line_error(capsys)
+    assert "'tsne-nope'" in err and "interpolate" in err
+
+
+def test_bad_option_is_a_one_line_error_naming_the_key(run_dir, capsys):
+    assert main(["explore", str(run_dir), "interpolate", "mode=cubic"]) == 2
+    assert "mode" in _one_line_error(capsys)
+    assert main(["explore", str(run_dir), "sefa", "alpha=2"]) == 2
+    assert "alpha" in _one_line_error(capsys)
+
+
+def test_a_run_without_an_export_is_a_one_line_error(tmp_path, capsys):
+    assert main(["explore", str(tmp_path), "sefa"]) == 2
+    assert "no exported generator" in _one_line_error(capsys)
+
+
+def test_w_space_on_a_non_style_G_names_the_reason(tmp_path):
+    G = tiny_G("dcgan", {"z_dim": 4, "g_ch": 8, "d_ch": 8})
+    with pytest.raises(GanforgeError, match="space 'w' needs a style-based generator"):
+        explore(G, "interpolate", {"space": "w"}, out=tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_w_space_interpolation_runs_on_a_style_G_and_spectrum_needs_the_run_data(tmp_path):
+    G = tiny_G("style-mlp", {"z_dim": 4, "w_dim": 6, "hidden": 8, "layers": 2})
+    out = explore(G, "interpolate", {"space": "w", "rows": 1, "steps": 2, "frames": 2}, out=tmp_path / "w",
+                  progress=False)
+    assert (out / "grid.png").is_file()
+    with pytest.raises(GanforgeError, match="needs the run's training data"):
+        explore(G, "spectrum", out=tmp_path / "s", progress=False)
