@@ -234,4 +234,10 @@ def _add_explore(sub) -> None:
     add_explore(sub)
 
 
-REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo, _add_explore]
+def _add_report(sub) -> None:
+    from .report_cmd import add_report
+
+    add_report(sub)
+
+
+REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo, _add_explore, _add_report]
