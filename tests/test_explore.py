@@ -18,9 +18,14 @@ from ganforge.cli.main import main
 from ganforge.config import from_dict
 from ganforge.errors import GanforgeError
 from ganforge.explore import explore
+from ganforge.explore.ganspace import pca, regress_directions
 from ganforge.explore.interpolate import lerp, slerp
+from ganforge.explore.neighbours import memorization, nearest
+from ganforge.explore.ppl import path_lengths, trimmed_mean
 from ganforge.explore.sefa import first_latent_layer, sefa_directions
 from ganforge.explore.spectrum import high_frequency_gap, log_power_spectrum, radial_profile
+from ganforge.explore.truncation import truncated_ws, truncated_z
+from ganforge.explore.tsne import one_nn_accuracy, tsne_embed
 from ganforge.registries import ARCHITECTURES, EXPLORERS, G_CONDITIONING
 
 
@@ -115,9 +120,14 @@ def _decoded_images(page: str) -> list[Image.Image]:
     return [Image.open(io.BytesIO(base64.b64decode(d))) for d in re.findall(r"base64,([A-Za-z0-9+/=]+)", page)]
 
 
+# small options so every method runs in seconds on the tiny run (the defaults are sized for real use)
+SMALL = {"ganspace": ["n=64", "k=2", "samples=2", "steps=3"], "truncation": ["n=40", "psis=[0.5, 1.0]", "samples=2"],
+         "neighbours": ["n=16", "n_real=200", "show=2"], "tsne": ["n=40"], "ppl": ["n=24"]}
+
+
 @pytest.mark.parametrize("method", EXPLORERS.names())
 def test_cli_explore_writes_figures_result_and_a_self_contained_page(method, run_dir, capsys):
-    rc = main(["explore", str(run_dir), method, "--no-progress", "--seed", "3"])
+    rc = main(["explore", str(run_dir), method, *SMALL.get(method, []), "--no-progress", "--seed", "3"])
     assert rc == 0, capsys.readouterr().err
     out = run_dir / "explore" / method
     record = json.loads((out / "result.json").read_text())
@@ -189,3 +199,107 @@ def test_w_space_interpolation_runs_on_a_style_G_and_spectrum_needs_the_run_data
     assert (out / "grid.png").is_file()
     with pytest.raises(GanforgeError, match="needs the run's training data"):
         explore(G, "spectrum", out=tmp_path / "s", progress=False)
+
+
+# -------------------------------------------------------------------------------------------------------- GANSpace
+def test_ganspace_pca_of_a_diag_4_1_gaussian_gives_e1_first_with_std_2():
+    X = torch.randn(20000, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([2.0, 1.0])
+    p = pca(X, 2)
+    assert abs(p.components[0, 0].item()) == pytest.approx(1.0, abs=1e-3)  # +-e1
+    assert p.stds.tolist() == pytest.approx([2.0, 1.0], rel=0.03)
+    assert p.explained.tolist() == pytest.approx([0.8, 0.2], abs=0.01)  # variances 4 and 1 of a total of 5
+
+
+def test_ganspace_regression_on_a_linear_layer_recovers_the_top_right_singular_vector():
+    gen = torch.Generator().manual_seed(2)
+    A = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    Z = torch.randn(500, 4, generator=gen, dtype=torch.float64)
+    Z = Z - Z.mean(0)
+    Z = Z @ torch.linalg.inv(torch.linalg.cholesky(Z.t() @ Z / (len(Z) - 1))).t()  # sample covariance exactly I
+    X = Z @ A.t()  # activations of the layer y = A z
+    p = pca(X, 2)
+    d = regress_directions(Z, X, p)
+    v1 = torch.linalg.svd(A).Vh[0]  # the z direction whose image is the top PCA axis of A z
+    assert abs(float(d[0] @ v1)) == pytest.approx(1.0, abs=1e-9) and d.norm(dim=1).tolist() == pytest.approx([1, 1])
+
+
+def test_ganspace_bad_layer_name_is_a_one_line_error_listing_valid_names(tmp_path):
+    G = tiny_G("dcgan", {"z_dim": 4, "g_ch": 8, "d_ch": 8})
+    with pytest.raises(GanforgeError) as e:
+        explore(G, "ganspace", {"layer": "no.such.layer"}, out=tmp_path / "g", progress=False)
+    assert "no.such.layer" in str(e.value) and "linear" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "g").exists()
+
+
+# ------------------------------------------------------------------------------------------------------ truncation
+def test_truncation_of_z_keeps_every_coordinate_within_psi():
+    G = tiny_G("dcgan", {"z_dim": 16, "g_ch": 8, "d_ch": 8})
+    z, _ = truncated_z(G, 200, 0, 0.05)
+    assert z.abs().max().item() <= 0.05 and z.abs().max().item() > 0.04  # resampled, not clipped to 0
+
+
+def test_truncation_psi_0_of_a_style_G_gives_its_w_average_and_psi_1_leaves_w():
+    G = tiny_G("style-mlp", {"z_dim": 4, "w_dim": 6, "hidden": 8, "layers": 2})
+    G.w_avg.copy_(torch.arange(6.0))
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    ws = truncated_ws(G, z, None, 0.0)
+    assert torch.equal(ws, torch.arange(6.0).expand(5, G.num_ws, 6))
+    w = G.mapping(z, None, update_w_avg=False)
+    torch.testing.assert_close(truncated_ws(G, z, None, 0.5), (w + torch.arange(6.0)) / 2)
+
+
+# ------------------------------------------------------------------------------------------------------ neighbours
+def test_neighbours_of_copies_of_training_images_are_at_distance_0_and_flagged_as_memorized():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(50, 8, generator=gen)
+    held_out = torch.randn(30, 8, generator=gen)
+    fresh = torch.randn(4, 8, generator=gen) + 100.0  # far from everything
+    d, idx = nearest(torch.cat([train[[3, 7, 11, 19]], fresh]), train, k=2, chunk=3)
+    assert d[:4, 0].tolist() == [0.0] * 4 and idx[:4, 0].tolist() == [3, 7, 11, 19]
+    assert (d[:, 1] >= d[:, 0]).all()
+    d_base, _ = nearest(held_out, train, k=1)
+    res = memorization(d[:, 0], d_base[:, 0])
+    assert res["memorized"] == [0, 1, 2, 3] and res["memorized_fraction"] == 0.5
+    assert res["generated"]["p05"] == 0.0 and res["baseline"]["median"] > 0
+
+
+# ------------------------------------------------------------------------------------------------------------ t-SNE
+def test_tsne_one_nn_accuracy_is_about_half_for_one_distribution_and_1_for_separated_sets():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(80, 5, generator=gen), torch.randn(80, 5, generator=gen)
+    is_real = torch.cat([torch.ones(80), torch.zeros(80)]).bool()
+    same = one_nn_accuracy(tsne_embed(torch.cat([a, b]), seed=0, perplexity=20), is_real)
+    apart = one_nn_accuracy(tsne_embed(torch.cat([a, b + 20.0]), seed=0, perplexity=20), is_real)
+    assert 0.3 <= same <= 0.7 and apart == 1.0
+    # hand-checkable: two tight pairs of one set each -> every nearest neighbour is in its own set
+    assert one_nn_accuracy(torch.tensor([[0.0], [0.1], [5.0], [5.1]]), torch.tensor([1, 1, 0, 0])) == 1.0
+
+
+# -------------------------------------------------------------------------------------------------------------- PPL
+def test_ppl_of_a_linear_G_with_identity_features_and_lerp_is_the_squared_norm_of_A_times_the_difference():
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    z1, z2 = (torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    t = torch.rand(5, generator=gen, dtype=torch.float64)
+    d = path_lengths(lambda z: z @ A.t(), z1, z2, t, 1e-4, lerp, lambda x: x)
+    torch.testing.assert_close(d, ((z2 - z1) @ A.t()).pow(2).sum(1), rtol=1e-7, atol=0)
+
+
+def test_ppl_along_a_slerp_quarter_circle_is_the_squared_angular_speed():
+    # |z| = 1, omega = pi/2: the path moves at speed pi/2, so G = 2 I gives d / eps^2 -> (2 * pi / 2)^2 = pi^2
+    z1, z2 = torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    d = path_lengths(lambda z: 2 * z, z1, z2, torch.tensor([0.3], dtype=torch.float64), 1e-6, slerp, lambda x: x)
+    assert d.item() == pytest.approx(math.pi ** 2, rel=1e-5)
+
+
+def test_ppl_trimmed_mean_drops_values_outside_the_1st_and_99th_percentiles():
+    values = torch.arange(101.0)
+    values[100] = 1e9  # the top outlier and the bottom value 0 are dropped: the mean of 1 .. 99
+    assert trimmed_mean(values) == pytest.approx(50.0)
+
+
+def test_bad_backbone_is_a_one_line_error_naming_it(run_dir, capsys):
+    for method in ("tsne", "neighbours", "truncation", "ppl"):
+        assert main(["explore", str(run_dir), method, "backbone=nope-net"]) == 2
+        err = _one_line_error(capsys)
+        assert "'nope-net'" in err and "digits-classifier" in err

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from ..errors import GanforgeError
 
@@ -205,3 +206,87 @@ def row_latents(G: torch.nn.Module, n: int, seed: int, label: int | None = None
 def repeat_condition(y: torch.Tensor | None, times: int) -> torch.Tensor | None:
     """Each row's condition repeated `times` times (row-major), so one row keeps one label."""
     return None if y is None else y.repeat_interleave(times, dim=0)
+
+
+# ------------------------------------------------------------------------------------ real data and feature spaces
+PIXELS = "pixels"  # the feature space of raw pixels (uint8 / 255, flattened) instead of a backbone's features
+
+
+def check_run_data(G: torch.nn.Module, method: str) -> None:
+    """One-line error when G was not loaded from an export whose config.json names its training data."""
+    if not (getattr(G, "export_config", None) or {}).get("data"):
+        raise GanforgeError(f"explore {method}: needs the run's training data, named in an export's config.json; "
+                            f"load the generator from a run or export (ganforge.training.export.load_generator)")
+
+
+def run_dataset(G: torch.nn.Module, split: str = "train"):
+    """The run's dataset (split `split`), rebuilt from the export's config.json ("data")."""
+    from ..config import Component
+    from ..training.build import build_dataset
+
+    data = dict(G.export_config["data"])
+    return build_dataset(Component(data.pop("name"), data), split=split)
+
+
+def dataset_images(dataset, n: int | None, seed: int, purpose: str, method: str
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Up to n uint8 images (a seeded random subset; all when n is None) and their labels (None when unlabelled)."""
+    from ..training.rng import generator
+
+    idx = torch.randperm(len(dataset), generator=generator(seed, f"explore-{purpose}"))
+    x, y = dataset.get_batch(idx if n is None else idx[:n])
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise GanforgeError(f"explore {method}: the training data is not images (got {tuple(x.shape)} {x.dtype})")
+    labelled = dataset.info.num_classes > 1 and y is not None and not y.is_floating_point()
+    return x, (y if labelled else None)
+
+
+def generated_images(G: torch.nn.Module, n: int, seed: int, device: str, batch_size: int = 100,
+                     progress: bool = False, desc: str = "generate") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n seeded samples of G as uint8 images (rounded, as evaluation protocols require) and their class labels."""
+    from ..data.base import ImageModality
+    from ..sampling import generate_batches
+
+    batches = generate_batches(G, n, seed=seed, batch_size=batch_size, device=device)
+    xs, ys = [], []
+    for x, y in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False):
+        xs.append(ImageModality().from_model(x))
+        ys.append(y)
+    labels = None if ys[0] is None or ys[0].is_floating_point() else torch.cat(ys)
+    return torch.cat(xs), labels
+
+
+def check_feature_space(name: str, where: str) -> str:
+    """`name` if it is `pixels` or a registered backbone, else a one-line error listing the choices."""
+    from ..registries import BACKBONES, load_all
+
+    load_all()
+    if name != PIXELS and name not in BACKBONES.names():
+        raise GanforgeError(f"{where}: unknown backbone {name!r}; choose {PIXELS} or one of: "
+                            f"{', '.join(BACKBONES.names())}")
+    return name
+
+
+class FeatureSpace:
+    """Features of uint8 images: a registered evaluation backbone's `pool` output, or raw pixels (`pixels`).
+
+    Backbone features go through `metrics.extract.extract_features`, the evaluation protocol's own extraction.
+    """
+
+    def __init__(self, name: str, weights: str | None = None, device: str = "cpu"):
+        self.name = name
+        self.backbone = None
+        if name != PIXELS:
+            from ..metrics.evaluate import build_backbone
+
+            self.backbone = build_backbone(name, weights, device)
+
+    def __call__(self, images: torch.Tensor, batch_size: int = 100, progress: bool = False) -> torch.Tensor:
+        """(N, F) float32 features of uint8 (N, C, H, W) images, on the CPU."""
+        if self.backbone is None:
+            return images.float().div(255.0).flatten(1)
+        from ..metrics.extract import extract_features
+        from ..metrics.sources import from_tensor
+
+        source = from_tensor(images, description=f"{self.name} features")
+        return extract_features(source, self.backbone, {"pool"}, batch_size, progress).pool.float()

@@ -42,8 +42,11 @@ def heatmaps(maps: list[np.ndarray], titles: list[str], scale: int = 8, shared: 
 
 
 def line_plot(series: dict[str, np.ndarray], colors: dict[str, str], xlabel: str, ylabel: str,
-              size: tuple[int, int] = (480, 320)) -> np.ndarray:
-    """Curves y[i] over x = i on shared axes, with a legend and the axis ranges written at the ends."""
+              size: tuple[int, int] = (480, 320), xticks: list[str] | None = None) -> np.ndarray:
+    """Curves y[i] over x = i on shared axes, with a legend and the axis ranges written at the ends.
+
+    `xticks`: a label per index i written under the axis (default: only the first and last index).
+    """
     w, h = size
     left, right, top, bottom = 56, 12, 14, 34
     canvas = Image.new("RGB", size, "white")
@@ -63,8 +66,48 @@ def line_plot(series: dict[str, np.ndarray], colors: dict[str, str], xlabel: str
         draw.text((left + 8, top + 4 + 12 * k), name, fill=colors.get(name, "black"))
     draw.text((4, top), f"{hi:.3g}", fill="black")
     draw.text((4, h - bottom - 10), f"{lo:.3g}", fill="black")
-    draw.text((left, h - bottom + 4), "0", fill="black")
-    draw.text((w - right - 24, h - bottom + 4), f"{n - 1}", fill="black")
+    if xticks is None:
+        draw.text((left, h - bottom + 4), "0", fill="black")
+        draw.text((w - right - 24, h - bottom + 4), f"{n - 1}", fill="black")
+    else:
+        for i, label in enumerate(xticks):
+            x, _ = px(i, lo)
+            draw.line([(x, h - bottom), (x, h - bottom + 3)], fill="black")
+            draw.text((max(x - 3 * len(label), 0), h - bottom + 5), label, fill="black")
     draw.text((left + (w - left - right) // 2 - 40, h - 16), xlabel, fill="black")
     draw.text((4, top + 14), ylabel, fill="black")
+    return np.asarray(canvas)
+
+
+# Ten distinguishable colours (one per class of a 10-class set; repeated beyond).
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+
+
+def scatter_plot(points: np.ndarray, colors: list[str], shapes: list[str] | None = None,
+                 legend: dict[str, str] | None = None, size: int = 480, radius: int = 3) -> np.ndarray:
+    """2-D points scaled to fit a square canvas; per point a colour and a shape ("o" disc, "x" cross, "s" square).
+
+    `legend`: label -> colour, written top-left. Points are drawn in the given order (later ones on top).
+    """
+    p = np.asarray(points, np.float64)[:, :2]
+    lo, hi = p.min(0), p.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    margin = 12
+    xy = margin + (p - lo) / span * (size - 2 * margin)
+    xy[:, 1] = size - xy[:, 1]  # y axis up
+    canvas = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(canvas)
+    shapes = shapes or ["o"] * len(p)
+    for (x, y), color, shape in zip(xy, colors, shapes):
+        box = [x - radius, y - radius, x + radius, y + radius]
+        if shape == "x":
+            draw.line([(box[0], box[1]), (box[2], box[3])], fill=color, width=2)
+            draw.line([(box[0], box[3]), (box[2], box[1])], fill=color, width=2)
+        elif shape == "s":
+            draw.rectangle(box, outline=color, width=1)
+        else:
+            draw.ellipse(box, fill=color)
+    for k, (label, color) in enumerate((legend or {}).items()):
+        draw.text((6, 4 + 12 * k), label, fill=color)
     return np.asarray(canvas)
