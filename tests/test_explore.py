@@ -122,7 +122,10 @@ def _decoded_images(page: str) -> list[Image.Image]:
 
 # small options so every method runs in seconds on the tiny run (the defaults are sized for real use)
 SMALL = {"ganspace": ["n=64", "k=2", "samples=2", "steps=3"], "truncation": ["n=40", "psis=[0.5, 1.0]", "samples=2"],
-         "neighbours": ["n=16", "n_real=200", "show=2"], "tsne": ["n=40"], "ppl": ["n=24"]}
+         "neighbours": ["n=16", "n_real=200", "show=2"], "tsne": ["n=40"], "ppl": ["n=24"],
+         "interfacegan": ["n=200", "ratio=0.1", "samples=1", "steps=3", "conditions=[class:7]"],
+         "gradctrl": ["n=200", "ratio=0.1", "samples=1", "steps=2", "exclude=[class:7]", "k=2"],
+         "invert": ["n=2", "steps=5", "codes=2"], "recovery": ["n=4", "steps=3", "batch_size=4"]}
 
 
 @pytest.mark.parametrize("method", EXPLORERS.names())
@@ -303,3 +306,132 @@ def test_bad_backbone_is_a_one_line_error_naming_it(run_dir, capsys):
         assert main(["explore", str(run_dir), method, "backbone=nope-net"]) == 2
         err = _one_line_error(capsys)
         assert "'nope-net'" in err and "digits-classifier" in err
+
+
+# ----------------------------------------------------------------------------------------- supervised directions
+def test_interfacegan_conditional_direction_of_the_paper_example_is_e2_and_orthogonal_to_every_condition():
+    from ganforge.explore.interfacegan import conditional_direction
+
+    n1, n2 = torch.tensor([1.0, 1.0]) / math.sqrt(2), torch.tensor([1.0, 0.0])
+    assert conditional_direction(n1, [n2]).tolist() == pytest.approx([0.0, 1.0])  # (n1 - (n1.n2) n2) / norm
+    gen = torch.Generator().manual_seed(0)
+    n, conds = torch.randn(8, generator=gen), torch.randn(3, 8, generator=gen)  # 3 non-orthogonal conditions
+    d = conditional_direction(n, conds)
+    assert (conds.double() @ d).abs().max().item() < 1e-6 and d.norm().item() == pytest.approx(1.0)
+    assert float(d @ n.double()) > 0  # still the target's direction, minus the conditions' span
+
+
+def test_interfacegan_svm_on_separable_toy_latents_recovers_the_separating_normal():
+    from ganforge.explore.interfacegan import svm_boundary
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(6, generator=gen, dtype=torch.float64)
+    a = a / a.norm()
+    z = torch.randn(4000, 6, generator=gen, dtype=torch.float64)
+    normal, acc = svm_boundary(z, z @ a, ratio=0.1, val=0.3, seed=0)  # top / bottom 10% along a: separable
+    assert float(normal @ a) > 0.99 and acc == 1.0
+
+
+def test_gradctrl_direction_of_a_logistic_classifier_is_parallel_to_a_and_masked_channels_are_zero():
+    from ganforge.explore.gradctrl import gradctrl_direction
+
+    a = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0])
+    b = torch.tensor([0.0, 4.0, 0.1, -5.0, 0.2])  # the excluded attribute leans on channels 1 and 3
+    w = torch.randn(7, 5, generator=torch.Generator().manual_seed(0))
+    d = gradctrl_direction(lambda v: torch.sigmoid(v @ a), [], w, 0)
+    torch.testing.assert_close(d, (a / a.norm()).expand(7, 5))  # sigma'(a.w) a, normalised: +a, every sample
+    m = gradctrl_direction(lambda v: torch.sigmoid(v @ a), [lambda v: torch.sigmoid(v @ b)], w, 2)
+    assert torch.equal(m[:, [1, 3]], torch.zeros(7, 2))  # exactly zero, not small
+    torch.testing.assert_close(m.norm(dim=1), torch.ones(7))
+    kept = torch.tensor([1.0, 0.0, 0.5, 0.0, 1.0])  # a with channels 1, 3 removed, normalised
+    torch.testing.assert_close(m, (kept / kept.norm()).expand(7, 5))
+
+
+class LinearG(torch.nn.Module):
+    """G(z) = tanh(A z) as a 1x4x4 image: a known generator whose latents inversion must find again."""
+
+    def __init__(self, z_dim: int = 3):
+        super().__init__()
+        self.z_dim, self.num_classes, self.text_dim, self.img_shape = z_dim, 0, 0, (1, 4, 4)
+        self.lin = torch.nn.Linear(z_dim, 16, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(16, z_dim, generator=torch.Generator().manual_seed(3)) * 0.3)
+
+    def sample_z(self, n, generator=None, truncation=None):
+        return torch.randn(n, self.z_dim, generator=generator)
+
+    def forward(self, z, y=None):
+        return torch.tanh(self.lin(z)).reshape(-1, 1, 4, 4)
+
+
+def test_inversion_recovers_the_latent_of_a_generators_own_sample():
+    from ganforge.explore.invert import invert
+
+    G = LinearG()
+    z_true = torch.tensor([[0.8, -0.5, 0.3], [-1.0, 0.2, 0.6]])
+    res = invert(G, G(z_true).detach(), space="z", steps=400, lr=0.05, seed=0)
+    assert (res.latents - z_true).abs().max().item() < 1e-2 and res.mse.max().item() < 1e-5
+    # the same with a feature term (pixels again as features: the optimum is unchanged)
+    res = invert(G, G(z_true).detach(), steps=400, lr=0.05, features=lambda x: x.flatten(1), lam=1.0)
+    assert (res.latents - z_true).abs().max().item() < 1e-2
+
+
+def test_multi_code_inversion_composes_per_channel_weighted_features_at_the_layer():
+    from ganforge.explore.invert import invert
+
+    G = LinearG()
+    x = G(torch.tensor([[0.8, -0.5, 0.3]])).detach()
+    res = invert(G, x, steps=0, codes=2, layer="lin", seed=0)  # no step: alphas 1/2, the mean of the features
+    z1, z2 = res.latents[0], res.latents[1]
+    torch.testing.assert_close(res.reconstruction, torch.tanh((G.lin(z1) + G.lin(z2)) / 2).reshape(1, 1, 4, 4))
+    assert res.alphas.shape == (2, 16)
+    fitted = invert(G, x, steps=300, lr=0.05, codes=2, layer="lin", seed=0)
+    assert fitted.mse.item() < 1e-5
+
+
+def test_latent_recovery_gap_on_fixed_errors_and_the_ks_p_value_of_scipy():
+    from scipy.stats import ks_2samp
+
+    from ganforge.explore.recovery import recover, recovery_gap
+
+    res = recovery_gap([0.1, 0.2, 0.3], [0.3, 0.4, 0.5])
+    assert res["gap"] == pytest.approx(0.5)  # |0.4 - 0.2| / 0.4
+    assert res["ks_pvalue"] == ks_2samp([0.1, 0.2, 0.3], [0.3, 0.4, 0.5]).pvalue
+    G = LinearG()
+    e = recover(G, G(torch.tensor([[0.5, -0.2, 0.1], [0.0, 0.9, -0.4]])).detach(), None, steps=50)
+    assert e.max().item() < 1e-6  # L-BFGS finds a generator's own samples again
+
+
+def test_supervised_and_inversion_bad_input_are_one_line_errors(tmp_path):
+    from ganforge.explore.attributes import attribute_scorer
+    from ganforge.explore.invert import invert
+
+    G = LinearG()
+    scorer = attribute_scorer("module", G, module=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)),
+                              attributes={"mood": 2})
+    with pytest.raises(GanforgeError, match="attribute 'mood' has 3 outputs, declared 2") as e:
+        scorer(G(torch.zeros(2, 3)))
+    assert "\n" not in str(e.value)
+    with pytest.raises(GanforgeError, match="layer 'no.such' is not a module of LinearG; valid names include: lin"):
+        invert(G, torch.zeros(1, 1, 4, 4), codes=2, layer="no.such")
+    with pytest.raises(GanforgeError, match="space 'w\\+' needs a style-based generator"):
+        invert(G, torch.zeros(1, 1, 4, 4), space="w+")
+    D = tiny_G("dcgan", {"z_dim": 4, "g_ch": 8, "d_ch": 8})
+    with pytest.raises(GanforgeError, match="space 'w\\+' needs a style-based generator"):
+        explore(D, "invert", {"space": "w+"}, out=tmp_path / "i", progress=False)
+    with pytest.raises(GanforgeError, match="attribute classifier digits: needs 1-channel images"):
+        explore(tiny_G("dcgan", {"z_dim": 4, "g_ch": 8, "d_ch": 8}, shape=(3, 8, 8)), "interfacegan",
+                out=tmp_path / "s", progress=False)
+    with pytest.raises(GanforgeError, match="unknown attribute 'smile'"):
+        explore(D, "gradctrl", {"target": "smile", "n": 20}, out=tmp_path / "g", progress=False)
+
+
+def test_gradctrl_and_interfacegan_on_a_style_G_edit_in_w(tmp_path):
+    G = tiny_G("style-mlp", {"z_dim": 4, "w_dim": 6, "hidden": 8, "layers": 2})
+    out = explore(G, "gradctrl", {"n": 100, "ratio": 0.1, "samples": 1, "steps": 2, "exclude": ["class:3"],
+                                  "layers": [0, 2]}, out=tmp_path / "g", progress=False)
+    res = json.loads((out / "result.json").read_text())["results"]
+    assert res["space"] == "w" and set(res) >= {"change_per_unit_masked", "change_per_unit_unmasked"}
+    out = explore(G, "interfacegan", {"n": 100, "ratio": 0.1, "samples": 1, "steps": 2}, out=tmp_path / "i",
+                  progress=False)
+    assert len(json.loads((out / "result.json").read_text())["results"]["directions"]["n"]) == 6

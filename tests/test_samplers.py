@@ -334,3 +334,53 @@ def test_a_sampler_needs_a_generator_a_discriminator_and_data_to_calibrate_on(ca
     rc = main(["eval", "digits", "--ref", "digits", "--backbone", "digits-classifier", "--sampler", "drs",
                "--no-progress"])
     _one_line(capsys, rc, "a sampler draws from a generator")
+
+
+# ------------------------------------------------------------------------------------------------------ hubness
+def test_hubness_k_occurrence_counts_match_the_hand_counted_nearest_neighbours():
+    from ganforge.samplers.hubness import k_occurrence
+
+    # 1-NN: 0 -> 0.1, 0.1 -> 0, 0.25 -> 0.1, 5 -> 0.25, 11 -> 5
+    points = torch.tensor([[0.0], [0.1], [0.25], [5.0], [11.0]])
+    assert k_occurrence(points, 1, chunk=2).tolist() == [1, 2, 1, 1, 0]
+    assert int(k_occurrence(torch.randn(50, 3), 4).sum()) == 50 * 4  # every point names k neighbours
+
+
+def test_hubness_keeps_the_dense_cluster_of_a_pool():
+    from ganforge.samplers.hubness import k_occurrence, select_hubs
+
+    gen = torch.Generator().manual_seed(0)
+    dense = 0.01 * torch.randn(20, 50, generator=gen)  # a tight cluster at the centre
+    sparse = torch.randn(80, 50, generator=gen)
+    sparse = sparse / sparse.norm(dim=1, keepdim=True)  # unit radius: ~1 from the cluster, ~sqrt(2) from each other
+    counts = k_occurrence(torch.cat([dense, sparse]), 5)
+    # all 100 points name 5 neighbours, all in the cluster: 500 occurrences on its 20 points, none elsewhere
+    assert int(counts[:20].sum()) == 500 and counts[20:].tolist() == [0] * 80
+    assert select_hubs(counts, 0.2, None).tolist() == list(range(20))
+    assert set(select_hubs(counts, 1.0, int(counts[:20].min())).tolist()) >= set(range(20))
+
+
+def test_hubness_sampler_draws_pool_hubs_without_a_discriminator():
+    from ganforge.samplers.hubness import Hubness, k_occurrence, select_hubs
+    from ganforge.training.rng import generator
+
+    G = Identity(2)
+    sampler = build_sampler("hubness:k=3:pool=40:keep=0.25")
+    x = torch.cat([b for b, _ in sampler.generate_batches(G, None, 25, seed=4, batch_size=7)])
+    assert x.shape == (25, 2) and sampler.stats["pools"] == 3 and sampler.stats["kept_fraction"] == 0.25
+    pool = G.sample_z(40, generator=generator(4, "hubness"))  # the first pool, drawn as the sampler draws it
+    torch.testing.assert_close(x[:10], pool[select_hubs(k_occurrence(pool, 3), 0.25, None)])
+    assert sampler.stats["mean_k_occurrence_kept"] > sampler.stats["mean_k_occurrence_pool"] == 3.0
+    assert isinstance(sampler, Hubness) and "kept 30 of 120" in sampler.summary()
+    with pytest.raises(GanforgeError, match="hubness.k: must be below hubness.pool"):
+        build_sampler("hubness:k=10:pool=10")
+
+
+def test_cli_sample_with_the_hubness_sampler(points_run, tmp_path, capsys):
+    out = tmp_path / "h.png"
+    capsys.readouterr()
+    assert main(["sample", str(points_run), "--n", "16", "--out", str(out), "--sampler", "hubness:pool=64"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("hubness: kept 18 of 192")  # 6 of each 64-pool, 3 pools
+    G = ganforge.load_generator(points_run)
+    x = generate(G, 16, seed=0, sampler="hubness:pool=64", D=load_discriminator(points_run))
+    assert np.array_equal(_png(out), PointModality(G.export_config["modality"]["extent"]).render(x))
