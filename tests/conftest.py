@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -24,3 +25,34 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------- headless Chromium
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium (Debian's package, driven by Playwright) for the session's browser tests. Missing, it
+    fails the test with how to install it: CI must not pass by skipping. GANFORGE_NO_BROWSER=1 skips instead."""
+    from browser import Browser, BrowserMissing
+
+    try:
+        b, missing = Browser(), None
+    except BrowserMissing as e:
+        b, missing = None, str(e)
+    if missing and os.environ.get("GANFORGE_NO_BROWSER") == "1":
+        pytest.skip(f"GANFORGE_NO_BROWSER=1: {missing}")
+    if missing:
+        pytest.fail(f"{missing} (or set GANFORGE_NO_BROWSER=1 to skip the browser tests)", pytrace=False)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A fresh Chromium tab (`browser.RecordedPage`: .page is Playwright's Page; .open(file), .screenshot(path)).
+    The test fails at teardown if the page logged a console error or threw an uncaught exception."""
+    rec = chromium.page()
+    yield rec
+    errors = list(rec.errors)
+    rec.page.context.close()
+    if errors:
+        pytest.fail("the page reported errors:\n" + "\n".join(errors), pytrace=False)

@@ -65,6 +65,7 @@ class TrainConfig:
     mode_every: int = 0  # mode metrics every N steps (0: at the end only); datasets without mode metrics skip
     grid_size: int = 64  # number of fixed-noise samples in the grid
     tensorboard: bool = True
+    report: bool = False  # write RUN/report.html (`ganforge report RUN`) when training ends
     threads: int = 0  # torch intra-op threads (0: torch's default, the machine's core count: results then differ
     # bit for bit between machines with different core counts)
     # divergence guard (training/divergence.py); each 0 disables its check

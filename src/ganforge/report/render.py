@@ -154,7 +154,7 @@ def _comparison(runs: list[RunData]) -> str:
     note = " The runs differ only by seed: the last row is mean ± std (ddof = 1)." if seeds else ""
     return (f"<h2>Comparison</h2><p>Final and best value of each metric (best: lowest, or highest for "
             f"IS/precision/recall/...).{note}</p>"
-            f'<table id="gf-compare">{head}{"".join(body)}</table>')
+            f'<div style="overflow-x:auto"><table id="gf-compare">{head}{"".join(body)}</table></div>')
 
 
 def _mean_row(columns: list[str], rows: list[dict[str, Any]]) -> str:

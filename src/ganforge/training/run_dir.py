@@ -27,7 +27,8 @@ HISTORY = "history.jsonl"
 
 # keys whose change leaves the trained weights bit for bit the same: accepted and recorded
 OUTPUT_ONLY = frozenset({"train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
-                         "train.mode_every", "train.grid_size", "train.tensorboard", "eval.every", "eval.batch_size"})
+                         "train.mode_every", "train.grid_size", "train.tensorboard", "train.report", "eval.every",
+                         "eval.batch_size"})
 # keys that describe the machine rather than the method: accepted with a warning (bits may differ) and recorded
 ENVIRONMENT = frozenset({"train.threads", "train.device"})
 # keys that act only when a run starts (step 0): once it has a checkpoint of its own, a change is recorded, not refused

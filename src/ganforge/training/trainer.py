@@ -363,6 +363,10 @@ class Trainer:
                 summary.update(self.mode_metrics())
             summary = {"step": self.step, **summary}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            if t.report:  # the HTML run report, from the files just written (metrics.jsonl is closed and flushed)
+                from ..report import write_report
+
+                write_report([self.run_dir], self.run_dir / "report.html")
         dist_utils.barrier(self.dist)
         return summary
 
