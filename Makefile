@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,text,report,browser]'
+	$(PY) -m pip install -q -e '.[test,text,report,browser,lab]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -240,4 +240,10 @@ def _add_report(sub) -> None:
     add_report(sub)
 
 
-REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo, _add_explore, _add_report]
+def _add_lab(sub) -> None:
+    from .lab_cmd import add_lab
+
+    add_lab(sub)
+
+
+REGISTER = [add_train, add_sample, _add_eval, add_list, add_data, _add_demo, _add_explore, _add_report, _add_lab]

@@ -3,6 +3,9 @@
 Protocol of "PacGAN: The power of two samples in generative adversarial networks" (Lin et al., 2018), after
 "VEEGAN: Reducing Mode Collapse in GANs using Implicit Variational Learning" (Srivastava et al., 2017):
 `ring8` — 8 Gaussians on the unit circle, sigma 0.01; `grid25` — 25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05.
+Two more sets after the toy distributions of "GAN Lab: Understanding Complex Deep Generative Models using Interactive
+Visual Experimentation" (Kahng et al., 2019), scored with the same protocol: `two-gaussians` — 2 Gaussians at
++-(0.75, 0.75), sigma 0.15; `three-blobs` — 3 disjoint Gaussians on a circle of radius 1, sigma 0.1.
 Evaluated on 2,500 samples: a sample is "high quality" when it lies within 3 sigma of its nearest mode; a mode is
 "captured" when at least one high-quality sample is nearest to it; the reverse KL compares the histogram of the
 high-quality samples' modes with the uniform distribution over modes.
@@ -96,3 +99,26 @@ class Grid25(GaussianMixture2D):
 
     def __init__(self, *, split: str = "train", cache_dir: str | None = None, n: int = 100000, seed: int = 0):
         super().__init__(grid_centers(), 0.05, 6.0, split=split, n=n, seed=seed)
+
+
+@DATASETS.register("two-gaussians")
+class TwoGaussians(GaussianMixture2D):
+    """2 Gaussians at (-0.75, -0.75) and (0.75, 0.75), sigma 0.15 (GAN Lab's two-Gaussian set); 2 modes."""
+
+    name = "two-gaussians"
+
+    def __init__(self, *, split: str = "train", cache_dir: str | None = None, n: int = 100000, seed: int = 0):
+        centers = torch.tensor([[-0.75, -0.75], [0.75, 0.75]])
+        super().__init__(centers, 0.15, 1.5, split=split, n=n, seed=seed)
+
+
+@DATASETS.register("three-blobs")
+class ThreeBlobs(GaussianMixture2D):
+    """3 disjoint Gaussians at angles 90, 210, 330 degrees on the unit circle, sigma 0.1 (GAN Lab-style); 3 modes."""
+
+    name = "three-blobs"
+
+    def __init__(self, *, split: str = "train", cache_dir: str | None = None, n: int = 100000, seed: int = 0):
+        theta = torch.tensor([90.0, 210.0, 330.0]) * (math.pi / 180)
+        centers = torch.stack([theta.cos(), theta.sin()], dim=1)  # (3, 2), pairwise distance sqrt(3) >> 6 sigma
+        super().__init__(centers, 0.1, 1.5, split=split, n=n, seed=seed)
