@@ -125,7 +125,8 @@ SMALL = {"ganspace": ["n=64", "k=2", "samples=2", "steps=3"], "truncation": ["n=
          "neighbours": ["n=16", "n_real=200", "show=2"], "tsne": ["n=40"], "ppl": ["n=24"],
          "interfacegan": ["n=200", "ratio=0.1", "samples=1", "steps=3", "conditions=[class:7]"],
          "gradctrl": ["n=200", "ratio=0.1", "samples=1", "steps=2", "exclude=[class:7]", "k=2"],
-         "invert": ["n=2", "steps=5", "codes=2"], "recovery": ["n=4", "steps=3", "batch_size=4"]}
+         "invert": ["n=2", "steps=5", "codes=2"], "recovery": ["n=4", "steps=3", "batch_size=4"],
+         "householder": ["finetune_steps=2", "rank=3", "k=1", "samples=1", "steps=3"]}
 
 
 @pytest.mark.parametrize("method", EXPLORERS.names())
