@@ -121,7 +121,8 @@ def _decoded_images(page: str) -> list[Image.Image]:
 
 
 # small options so every method runs in seconds on the tiny run (the defaults are sized for real use)
-SMALL = {"ganspace": ["n=64", "k=2", "samples=2", "steps=3"], "truncation": ["n=40", "psis=[0.5, 1.0]", "samples=2"],
+SMALL = {"ganspace": ["n=64", "k=2", "samples=2", "steps=3", "classifier=digits", "measure_n=8"],
+         "sefa": ["classifier=digits", "measure_n=8"], "truncation": ["n=40", "psis=[0.5, 1.0]", "samples=2"],
          "neighbours": ["n=16", "n_real=200", "show=2"], "tsne": ["n=40"], "ppl": ["n=24"],
          "interfacegan": ["n=200", "ratio=0.1", "samples=1", "steps=3", "conditions=[class:7]"],
          "gradctrl": ["n=200", "ratio=0.1", "samples=1", "steps=2", "exclude=[class:7]", "k=2"],
@@ -136,6 +137,9 @@ def test_cli_explore_writes_figures_result_and_a_self_contained_page(method, run
     out = run_dir / "explore" / method
     record = json.loads((out / "result.json").read_text())
     assert record["method"] == method and record["seed"] == 3 and record["results"]
+    if method in ("sefa", "ganspace"):  # measured against random directions with the digits classifier
+        change = record["results"]["attribute_change"]
+        assert change["classifier"] == "digits" and len(change["directions"]) >= 1 and "class" in change["random"]
     figures = [f for f in record["files"] if f.endswith((".png", ".gif"))]
     assert figures and all((out / f).is_file() for f in figures)
     page = (out / "index.html").read_text()

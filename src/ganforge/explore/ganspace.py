@@ -24,6 +24,7 @@ from ..errors import GanforgeError
 from ..models.style import is_style_based
 from ..registries import EXPLORERS
 from .base import Explorer, render_grid, row_latents, save_png
+from .measure import MeasuresDirections
 from .sefa import first_latent_layer
 
 
@@ -87,11 +88,12 @@ def layer_activations(G: torch.nn.Module, layer: str, z: torch.Tensor, y: torch.
 
 
 @EXPLORERS.register("ganspace")
-class GANSpace(Explorer):
+class GANSpace(MeasuresDirections, Explorer):
     """GANSpace (Härkönen et al. 2020): PCA of w (style G) or of a layer's activations regressed back to z."""
 
     def __init__(self, *, n: int = 2000, k: int = 5, sigma: float = 2.0, layer: str | None = None,
-                 samples: int = 4, steps: int = 7, batch_size: int = 256):
+                 samples: int = 4, steps: int = 7, batch_size: int = 256, classifier: str | None = None,
+                 measure_n: int = 64, module: str | None = None, attributes: dict[str, int] | None = None):
         """
         Args:
             n: sampled latents the PCA is fitted on.
@@ -102,7 +104,12 @@ class GANSpace(Explorer):
             samples: seeded latents edited per component (grid rows).
             steps: edit strengths (grid columns).
             batch_size: latents per forward pass while sampling.
+            classifier: measure each component's attribute change per unit step (direction normalised) with this
+                attribute classifier (digits, shapes or module; `explore/measure.py`), against random directions.
+            measure_n: codes moved for that measurement.
+            module, attributes: with classifier=module, the network factory and its attribute -> outputs.
         """
+        self.measure_options(classifier, measure_n, module, attributes)
         self.n = check_int(n, "explore ganspace: n", minimum=2)
         self.k = check_int(k, "explore ganspace: k", minimum=1)
         self.samples = check_int(samples, "explore ganspace: samples", minimum=1)
@@ -160,4 +167,5 @@ class GANSpace(Explorer):
             x = self.edit(G, z, y, dirs[i], float(fit["latent_stds"][i]), fit["space"], device)
             save_png(render_grid(G, x, ncol=self.steps), out_dir / f"component-{i:02d}.png")
         return {"space": fit["space"], "layer": fit["layer"], "n": self.n, "explained_variance_ratio": p.explained,
-                "stds": p.stds, "latent_stds": fit["latent_stds"], "directions": dirs}
+                "stds": p.stds, "latent_stds": fit["latent_stds"], "directions": dirs,
+                **self.measure(G, dirs, fit["space"], seed, device)}

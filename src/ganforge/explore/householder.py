@@ -72,7 +72,8 @@ class Householder(SeFa):
 
     def __init__(self, *, layer: str | None = None, rank: int = 10, finetune_steps: int = 200, lr: float | None = None,
                  train: Literal["projector", "full"] = "projector", ema_decay: float = 0.9, k: int = 5,
-                 samples: int = 4, steps: int = 7, distance: float = 3.0):
+                 samples: int = 4, steps: int = 7, distance: float = 3.0, classifier: str | None = None,
+                 measure_n: int = 64, module: str | None = None, attributes: dict[str, int] | None = None):
         """
         Args:
             layer: the replaced linear layer's name in G (default: the first latent-reading one, as SeFa's).
@@ -82,8 +83,10 @@ class Householder(SeFa):
             train: projector (only U and V learn, the paper's default) or full (all of G).
             ema_decay: G_ema's decay during the fine-tuning (the edits are rendered with G_ema).
             k, samples, steps, distance: as SeFa's (directions shown, rows, columns, largest |alpha|).
+            classifier, measure_n, module, attributes: as SeFa's (attribute change per unit step vs random).
         """
-        super().__init__(k=k, samples=samples, steps=steps, distance=distance)
+        super().__init__(k=k, samples=samples, steps=steps, distance=distance, classifier=classifier,
+                         measure_n=measure_n, module=module, attributes=attributes)
         self.layer, self.train = layer, train
         self.rank = check_int(rank, "explore householder: rank", minimum=1)
         self.finetune_steps = check_int(finetune_steps, "explore householder: finetune_steps", minimum=1)
@@ -126,7 +129,8 @@ class Householder(SeFa):
                 "finetune_steps": self.finetune_steps, "trained_parameters": projector,
                 "losses_first": losses[0], "losses_last": losses[-1],
                 "orthogonality_error": float((q @ q.t() - torch.eye(len(q), dtype=q.dtype)).abs().max()),
-                "singular_values": sv[: self.rank + 2], "directions": dirs[:k]}
+                "singular_values": sv[: self.rank + 2], "directions": dirs[:k],
+                **self.measure(G_ft, dirs[:k], space, seed, device)}
 
     def _trainer(self, run: Path, scratch: Path, seed: int, device: str):
         from ..config import load_config

@@ -26,6 +26,7 @@ from ..errors import GanforgeError
 from ..models.style import is_style_based
 from ..registries import EXPLORERS
 from .base import Explorer, render_grid, row_latents, save_png
+from .measure import MeasuresDirections
 
 
 class LatentLayer(NamedTuple):
@@ -129,17 +130,24 @@ def _style_layers(G: torch.nn.Module, leaves: dict, latents: torch.Tensor, probe
 
 
 @EXPLORERS.register("sefa")
-class SeFa(Explorer):
+class SeFa(MeasuresDirections, Explorer):
     """SeFa (Shen & Zhou 2021): top eigenvectors of A^T A of G's first latent layer; edit grids per direction."""
 
-    def __init__(self, *, k: int = 5, samples: int = 4, steps: int = 7, distance: float = 3.0):
+    def __init__(self, *, k: int = 5, samples: int = 4, steps: int = 7, distance: float = 3.0,
+                 classifier: str | None = None, measure_n: int = 64, module: str | None = None,
+                 attributes: dict[str, int] | None = None):
         """
         Args:
             k: number of top directions to show (all eigenvalues are returned).
             samples: seeded latents edited per direction (grid rows).
             steps: alphas in [-distance, distance] (grid columns).
             distance: the largest |alpha|, in latent units.
+            classifier: measure each shown direction's attribute change per unit step with this attribute classifier
+                (digits, shapes or module; `explore/measure.py`), against random directions; none: not measured.
+            measure_n: codes moved for that measurement.
+            module, attributes: with classifier=module, the network factory and its attribute -> outputs.
         """
+        self.measure_options(classifier, measure_n, module, attributes)
         self.k = check_int(k, "explore sefa: k", minimum=1)
         self.samples = check_int(samples, "explore sefa: samples", minimum=1)
         self.steps = check_int(steps, "explore sefa: steps", minimum=2)
@@ -171,4 +179,5 @@ class SeFa(Explorer):
             x = self.edit(G, z, y, dirs[i], layer.space, device)
             save_png(render_grid(G, x, ncol=self.steps), out_dir / f"direction-{i:02d}.png")
         return {"space": layer.space, "layers": layer.names, "eigenvalues": vals,
-                "explained": vals / vals.sum().clamp_min(1e-12), "directions": dirs[:k]}
+                "explained": vals / vals.sum().clamp_min(1e-12), "directions": dirs[:k],
+                **self.measure(G, dirs[:k], layer.space, seed, device)}
