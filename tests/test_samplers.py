@@ -376,6 +376,17 @@ def test_hubness_sampler_draws_pool_hubs_without_a_discriminator():
         build_sampler("hubness:k=10:pool=10")
 
 
+def test_binding_a_sampler_that_needs_no_d_loads_none():
+    from ganforge.sampling import generate
+    from ganforge.samplers.base import bind
+
+    G = Identity(2)  # no export next to it: a sampler that needs D could not find one
+    with pytest.raises(GanforgeError, match="drs"):
+        bind(G, "drs")
+    bound = bind(G, "hubness:k=3:pool=40:keep=0.25")
+    assert bound.D is None and generate(bound, 12, seed=1).shape == (12, 2)
+
+
 def test_cli_sample_with_the_hubness_sampler(points_run, tmp_path, capsys):
     out = tmp_path / "h.png"
     capsys.readouterr()

@@ -7,6 +7,10 @@ from pathlib import Path
 from ..errors import GanforgeError
 
 
+# --sampler of `sample` and `eval`
+SAMPLER_HELP = ("draw with a sampling method (`ganforge list samplers`): ddls, drs or logan use the run's exported "
+                "D, hubness needs none; options as ddls:steps=100:step_size=0.01; default none: plain G sampling")
+
 def _writable_dir(path: Path, what: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -73,10 +77,7 @@ def add_sample(sub) -> None:
                    help="caption for a text-conditional generator (repeat for several; the n samples cycle "
                         "through them)")
     p.add_argument("--truncation", type=float, default=None, help="truncation threshold psi (resample |z| > psi)")
-    p.add_argument("--sampler", default=None, help="draw with a method that uses the run's exported D: ddls, drs or "
-                                                    "logan, "
-                                                    "with options ddls:steps=100:step_size=0.01 (`ganforge list "
-                                                    "samplers`); default none: plain G sampling")
+    p.add_argument("--sampler", default=None, help=SAMPLER_HELP)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sample)
 
@@ -151,7 +152,8 @@ def _text_condition(args, G):
 def add_list(sub) -> None:
     p = sub.add_parser("list", help="list registered components (or presets)")
     p.add_argument("kind", nargs="?", help="architectures, g-conditioning, d-heads, losses, regularizers, "
-                                           "augmentations, datasets, backbones, metrics, samplers or presets")
+                                           "augmentations, datasets, backbones, metrics, samplers, explorers, ... "
+                                           "or presets (no kind: all of them)")
     p.set_defaults(func=cmd_list)
 
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import GanforgeError
-from .commands import _writable_dir, check_device
+from .commands import SAMPLER_HELP, _writable_dir, check_device
 
 
 def add_eval(sub) -> None:
@@ -30,10 +30,7 @@ def add_eval(sub) -> None:
     p.add_argument("--ref", help="reference set (not needed for IS alone; mode metrics default to a run's own data)")
     p.add_argument("--metrics", default="fid", help="comma-separated metric names (`ganforge list metrics`), each "
                                                     "with optional options: kid:subsets=50:subset_size=500")
-    p.add_argument("--sampler", default=None, help="draw generated images with a method that uses D: ddls, drs or "
-                                                    "logan, "
-                                                    "with options ddls:steps=100:step_size=0.01 (`ganforge list "
-                                                    "samplers`); default none: plain G sampling")
+    p.add_argument("--sampler", default=None, help=SAMPLER_HELP)
     p.add_argument("--backbone", default="inception-fid")
     p.add_argument("--weights", help="local weights file for the backbone (offline use)")
     p.add_argument("--resize", help="resize protocol: tf-bilinear, clean or torch-bilinear")

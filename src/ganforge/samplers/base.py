@@ -43,6 +43,7 @@ class Sampler:
     calibration_samples) in their own signature, which the registry validates."""
 
     name = "sampler"
+    uses_discriminator = True  # False: draws without D (hubness), so binding one loads none
 
     def __init__(self, calibrate: bool = False, calibration_samples: int = 5000):
         self.calibrate = calibrate
@@ -235,7 +236,7 @@ class SampledGenerator:
     (D's mode is the sampler's business), but no forward: a sampler draws whole batches (DRS rejects some).
     """
 
-    def __init__(self, G: nn.Module, D: nn.Module, sampler: Sampler, data: Dataset | None = None):
+    def __init__(self, G: nn.Module, D: nn.Module | None, sampler: Sampler, data: Dataset | None = None):
         self.G, self.D, self.sampler, self.data = G, D, sampler, data
         self.z_dim, self.num_classes, self.img_shape = G.z_dim, G.num_classes, tuple(G.img_shape)
         self.export_config = getattr(G, "export_config", None)
@@ -283,6 +284,8 @@ def bind(G: Any, sampler: Any, D: nn.Module | str | os.PathLike | None = None,
     if device is None:
         param = next(iter(G.parameters()), None)
         device = param.device if param is not None else "cpu"
+    if not built.uses_discriminator:  # nothing to load (a G without an exported D can use it)
+        return SampledGenerator(G, D if isinstance(D, nn.Module) else None, built, data)
     return SampledGenerator(G, resolve_discriminator(G, D, device, built.name), built, data)
 
 
