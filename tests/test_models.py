@@ -7,6 +7,7 @@ import torch
 from ganforge.errors import GanforgeError
 from ganforge.models.base import Discriminator
 from ganforge.nn import has_sn, top_singular_value, weight_layers
+from ganforge.nn.spectral_norm import manual_power_iteration
 from ganforge.registries import ARCHITECTURES, D_HEADS, G_CONDITIONING
 
 SHAPES = [(3, 16, 16), (1, 16, 16), (3, 16, 32), (2,)]
@@ -95,6 +96,7 @@ def test_architecture_combination(arch, shape, cond_name, head_name, condition):
     # conditional G: outputs depend on y (perturb weights so cBN's gamma=1/beta=0 init does not hide it);
     # unconditional G: outputs ignore y
     if num_classes or g_text:
+        manual_power_iteration(G)  # as the trainer does: SN's power steps would change G between the two calls
         with torch.no_grad():
             for p in G.parameters():
                 p.add_(0.1 * torch.randn_like(p))

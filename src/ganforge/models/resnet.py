@@ -20,6 +20,7 @@ from ..registries import ARCHITECTURES
 from .base import ArchPair, DBackbone, Generator
 from .layout import Grid, check_positive, conv_grid
 from .resnet_blocks import DBlock, GBlock, OptimizedDBlock
+from ..nn.attention import SelfAttention
 
 
 def width_at(ch: int, side: int, full_width_res: int) -> int:
@@ -36,7 +37,7 @@ class ResNetGenerator(Generator):
     channels_last = True
 
     def __init__(self, img_shape: tuple[int, int, int], num_classes: int, g_cond: GConditioning, grid: Grid,
-                 z_dim: int, g_ch: int, full_width_res: int):
+                 z_dim: int, g_ch: int, full_width_res: int, attn: tuple[int, ...] = ()):
         super().__init__()
         self.z_dim, self.num_classes, self.img_shape = z_dim, num_classes, tuple(img_shape)
         self.g_cond = g_cond
@@ -46,6 +47,7 @@ class ResNetGenerator(Generator):
         g_cond.bind(z_dim, num_blocks=grid.steps)  # one conditioning value per up block
         self.linear = nn.Linear(g_cond.in_features(z_dim), widths[0] * grid.base[0] * grid.base[1])
         self.blocks = nn.ModuleList(GBlock(a, b, g_cond) for a, b in zip(widths[:-1], widths[1:]))
+        self.attn = nn.ModuleDict({str(k): SelfAttention(widths[k]) for k in attn})  # after block k (1-based)
         self.norm = nn.BatchNorm2d(widths[-1])  # unconditional, as in SNGAN / BigGAN
         self.to_img = nn.Conv2d(widths[-1], img_shape[0], 3, padding=1)
 
@@ -53,8 +55,10 @@ class ResNetGenerator(Generator):
         inp = self.g_cond.prepare(z, y)
         x = self.linear(inp.x)
         x = x.view(x.shape[0], -1, *self.base)  # (B, g_ch, base_h, base_w)
-        for block, c in zip(self.blocks, inp.blocks):
+        for k, (block, c) in enumerate(zip(self.blocks, inp.blocks), start=1):
             x = block(x, c)  # resolution x2
+            if str(k) in self.attn:
+                x = self.attn[str(k)](x)
         return torch.tanh(self.to_img(torch.relu(self.norm(x))))  # (B, C, H, W)
 
 
@@ -63,7 +67,8 @@ class ResNetDiscriminator(DBackbone):
 
     channels_last = True
 
-    def __init__(self, img_shape: tuple[int, int, int], grid: Grid, d_ch: int, full_width_res: int):
+    def __init__(self, img_shape: tuple[int, int, int], grid: Grid, d_ch: int, full_width_res: int,
+                 attn: tuple[int, ...] = ()):
         super().__init__()
         side = min(img_shape[1:]) // 2  # smaller side after the optimized block
         width = width_at(d_ch, side, full_width_res)
@@ -73,6 +78,8 @@ class ResNetDiscriminator(DBackbone):
             blocks.append(DBlock(width, width_at(d_ch, side, full_width_res), down=True))
             width = width_at(d_ch, side, full_width_res)
         blocks += [DBlock(width, width, down=False), DBlock(width, width, down=False)]
+        for k in sorted(attn, reverse=True):  # after block k (1-based), at that block's output width
+            blocks.insert(k, SelfAttention(blocks[k - 1].conv2.out_channels))
         self.blocks = nn.Sequential(*blocks)
         self.feature_dim = width
 
@@ -102,12 +109,20 @@ def resnet(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, z_dim: 
         init: weight init scheme (ortho, normal, xavier, default).
         full_width_res: largest resolution (smaller side) at full width; widths halve per doubling above it.
     """
-    check_positive("resnet", z_dim=z_dim, g_ch=g_ch, d_ch=d_ch, full_width_res=full_width_res)
-    grid = conv_grid(tuple(img_shape), "resnet")
-    G = ResNetGenerator(tuple(img_shape), num_classes, g_cond, grid, z_dim, g_ch, full_width_res)
-    D = ResNetDiscriminator(tuple(img_shape), grid, d_ch, full_width_res)
+    return build_resnet("resnet", img_shape, num_classes, g_cond, z_dim=z_dim, g_ch=g_ch, d_ch=d_ch, g_sn=g_sn,
+                        d_sn=d_sn, init=init, full_width_res=full_width_res)
+
+
+def build_resnet(name: str, img_shape: tuple, num_classes: int, g_cond: GConditioning, *, z_dim: int, g_ch: int,
+                 d_ch: int, g_sn: bool, d_sn: bool, init: str, full_width_res: int, attn_g: tuple[int, ...] = (),
+                 attn_d: tuple[int, ...] = ()) -> ArchPair:
+    """The ResNet pair of architecture `name` (resnet, sagan), with self-attention after the listed blocks."""
+    check_positive(name, z_dim=z_dim, g_ch=g_ch, d_ch=d_ch, full_width_res=full_width_res)
+    grid = conv_grid(tuple(img_shape), name)
+    G = ResNetGenerator(tuple(img_shape), num_classes, g_cond, grid, z_dim, g_ch, full_width_res, tuple(attn_g))
+    D = ResNetDiscriminator(tuple(img_shape), grid, d_ch, full_width_res, tuple(attn_d))
     for net in (G, D):
-        init_weights(net, init, where="architecture 'resnet' option init")
+        init_weights(net, init, where=f"architecture '{name}' option init")  # weight layers only: gamma stays 0
     maybe_sn(G, g_sn)
     maybe_sn(D, d_sn)
     D.spectral_norm = d_sn
