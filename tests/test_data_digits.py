@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 import ganforge.data.digits_classifier as dcmod
 from ganforge.data.digits import digits_split_indices
 from ganforge.data.digits_classifier import classifier_path, load_digits_classifier, to_classifier_input
+from ganforge.data.stacked_digits import stacked_predictions
 from ganforge.errors import GanforgeError
 from ganforge.registries import DATASETS
 
@@ -134,6 +135,23 @@ def test_stacked_mode_metrics(clf_dir):
     one = ds.info.modality.to_model(x[:1]).repeat(300, 1, 1, 1)  # total collapse
     m = ds.mode_metrics(one)
     assert m["modes"] == 1 and m["kl"] == pytest.approx(math.log(1000))
+
+
+def test_stacked_mode_counts_are_samples_per_predicted_class(clf_dir):
+    ds = DATASETS.build("stacked-digits", {"n": 300}, split="train", cache_dir=str(clf_dir))
+    x, y = ds.get_batch(torch.arange(300))
+    x = ds.info.modality.to_model(x)
+    code, _ = stacked_predictions(x, ds.classifier())
+    right = [i for i in range(300) if code[i] == y[i]]  # samples the classifier reads correctly
+    i, j = right[0], next(j for j in right if y[j] != y[right[0]])
+    fake = torch.cat([x[i:i + 1].repeat(3, 1, 1, 1), x[j:j + 1]])  # 3 of class y[i], 1 of class y[j]
+    counts = ds.mode_counts(fake)
+    assert counts.shape == (1000,) and int(counts.sum()) == 4  # every sample counts
+    assert counts[y[i]] == 3 and counts[y[j]] == 1
+    m = ds.mode_metrics(fake)  # from the counts: 2 classes hit, KL of q = (3/4, 1/4) to uniform over 1000
+    assert m["modes"] == 2 and m["kl"] == pytest.approx(0.75 * math.log(750) + 0.25 * math.log(250))
+    metrics, again = ds.mode_results(fake)
+    assert metrics == m and torch.equal(again, counts)
 
 
 def test_classifier_trains_even_when_called_under_no_grad(tmp_path):

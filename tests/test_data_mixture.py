@@ -71,6 +71,24 @@ def test_mode_metrics_known_answers(name):
     assert m["modes"] == 0 and m["hq_frac"] == 0.0 and m["kl"] == pytest.approx(math.log(k))  # documented choice
 
 
+@pytest.mark.parametrize("name", ["ring8", "grid25", "two-gaussians", "three-blobs"])
+def test_mode_counts_are_high_quality_samples_per_nearest_mode(name):
+    ds = build(name, n=10)
+    c, sigma, k = ds.centers, ds.sigma, len(ds.centers)
+    fake = torch.cat([c[:1].repeat(3, 1) + torch.tensor([0.5 * sigma, 0.0]),  # 3 samples at mode 0
+                      c[-1:] - torch.tensor([0.0, 2.9 * sigma]),  # 1 at the last mode, just inside 3 sigma
+                      torch.tensor([[100.0, 100.0]])])  # 1 far from every mode: in no bin
+    counts = ds.mode_counts(fake)
+    assert counts.dtype == torch.int64 and counts.tolist() == [3] + [0] * (k - 2) + [1]
+    assert int(counts.sum()) == 4  # the high-quality samples
+    # the scalars come from those counts: 2 modes, 4/5 high quality, KL of q = (3/4, 0, ..., 1/4) to uniform over k
+    m = ds.mode_metrics(fake)
+    assert m["modes"] == 2 and m["hq_frac"] == pytest.approx(0.8)
+    assert m["kl"] == pytest.approx(0.75 * math.log(0.75 * k) + 0.25 * math.log(0.25 * k))
+    metrics, again = ds.mode_results(fake)
+    assert metrics == m and torch.equal(again, counts)
+
+
 @pytest.mark.parametrize("name", sorted(MIXTURES))
 def test_real_samples_score_as_the_protocol_expects(name):
     k, _ = MIXTURES[name]

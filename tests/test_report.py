@@ -11,7 +11,6 @@ import html
 import io
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -22,59 +21,10 @@ from PIL import Image
 from ganforge.cli.main import main
 from ganforge.errors import GanforgeError
 from ganforge.metrics.evaluate import HIGHER_IS_BETTER
-from ganforge.report import collect_run, render_html, write_report
+from ganforge.report import collect_run, write_report
 from ganforge.report.compare import best, curve_group
-from ganforge.report.figures import plotly_js
 
-from report_runs import LOSS_KEYS, LOSSES, config, make_run
-
-
-# ------------------------------------------------------------------------------------------------- page reading
-class Page(HTMLParser):
-    """Every element's (tag, attrs) and the text inside each <td>/<p>, from the page minus the plotly.js bundle."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.elements: list[tuple[str, dict[str, str]]] = []
-        self.texts: list[str] = []
-        js = plotly_js()
-        assert text.count(js) == 1  # plotly.js embedded exactly once
-        self.source = text.replace(js, "")
-        self.feed(self.source)
-
-    def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, {k: v or "" for k, v in attrs}))
-
-    def handle_data(self, data):
-        self.texts.append(data)
-
-    def find(self, tag: str, **attrs: str) -> list[dict[str, str]]:
-        want = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}  # class_ -> class
-        return [a for t, a in self.elements  # None: the attribute is present, with any value
-                if t == tag and all((k in a) if v is None else a.get(k) == v for k, v in want.items())]
-
-    def figures(self) -> dict[str, int]:
-        return {a["data-key"]: int(a["data-traces"]) for a in self.find("div", class_="gf-figure")}
-
-    def plot_data(self, div_id: str) -> list[dict]:
-        """The trace list Plotly.newPlot draws in `div_id`."""
-        start = re.search(rf'Plotly\.newPlot\(\s*"{div_id}",', self.source).start()
-        rest = self.source[self.source.index("[", start):]
-        return json.JSONDecoder().raw_decode(rest)[0]
-
-    def figure_ids(self) -> dict[str, str]:
-        """data-key -> the plot div id inside its gf-figure (the div that follows it)."""
-        out, key = {}, None
-        for tag, a in self.elements:
-            if tag == "div" and "gf-figure" in a.get("class", "").split():
-                key = a["data-key"]
-            elif tag == "div" and "plotly-graph-div" in a.get("class", "") and key is not None:
-                out[key], key = a["id"], None
-        return out
-
-
-def page_of(*runs: Path) -> Page:
-    return Page(render_html([collect_run(r) for r in runs]))
+from report_runs import LOSS_KEYS, LOSSES, Page, config, make_run, page_of
 
 
 # ----------------------------------------------------------------------------------------------------- curves

@@ -8,7 +8,9 @@ Visual Experimentation" (Kahng et al., 2019), scored with the same protocol: `tw
 +-(0.75, 0.75), sigma 0.15; `three-blobs` — 3 disjoint Gaussians on a circle of radius 1, sigma 0.1.
 Evaluated on 2,500 samples: a sample is "high quality" when it lies within 3 sigma of its nearest mode; a mode is
 "captured" when at least one high-quality sample is nearest to it; the reverse KL compares the histogram of the
-high-quality samples' modes with the uniform distribution over modes.
+high-quality samples' modes with the uniform distribution over modes. All three are computed from that histogram
+(`mode_counts`: high-quality samples per mode), which training also logs per evaluation (RUN/modes.jsonl) for the
+report's mode-coverage plots.
 """
 from __future__ import annotations
 
@@ -22,30 +24,42 @@ from .base import DataInfo, PointModality, TensorDataset
 from .common import check_split, fingerprint, split_seed
 
 
-def mixture_mode_metrics(fake: torch.Tensor, centers: torch.Tensor, sigma: float) -> dict[str, float]:
-    """Mode coverage of 2D points `fake` (N, 2) against mixture `centers` (K, 2) with std `sigma`.
+def kl_to_uniform(counts: torch.Tensor) -> float:
+    """KL(q || uniform over K) of the histogram q = counts / sum(counts) over K = len(counts) bins; the sum must be
+    positive. KL(q || u) = sum_i q_i log(q_i / (1/K)), empty bins contributing 0 (clamped at 0 against rounding)."""
+    q = counts.double() / counts.sum()
+    nz = q > 0
+    return max(float((q[nz] * (q[nz] * len(counts)).log()).sum()), 0.0)
 
-    Returns {"modes": modes with >= 1 high-quality sample, "hq_frac": fraction within 3 sigma of the nearest mode,
-    "kl": KL(q || uniform over K) of the nearest-mode histogram q of the high-quality samples}. With no high-quality
-    sample q is undefined; we return kl = log K, the KL of a histogram collapsed on a single mode (the largest value
-    KL(q || uniform) can take), so "nothing good" never scores better than "everything in one mode".
-    """
+
+def mixture_mode_counts(fake: torch.Tensor, centers: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(K,) int64: how many high-quality samples of the 2D points `fake` (N, 2) lie nearest to each of the mixture's
+    `centers` (K, 2); a sample is high quality within 3 `sigma` of its nearest mode, so the counts sum to the number of
+    high-quality samples (samples far from every mode are in no bin)."""
     fake = fake.detach().float().reshape(len(fake), -1)[:, :2].cpu()
-    k = len(centers)
     dist = torch.cdist(fake, centers.float())  # (N, K)
     nearest_dist, nearest = dist.min(dim=1)
     hq = nearest_dist <= 3 * sigma  # high quality: within 3 sigma of the nearest mode
-    n_hq = int(hq.sum())
-    counts = torch.bincount(nearest[hq], minlength=k).double()
-    modes = int((counts > 0).sum())
-    if n_hq == 0:
-        kl = math.log(k)
-    else:
-        q = counts / n_hq
-        nz = q > 0
-        kl = float((q[nz] * (q[nz] * k).log()).sum())  # KL(q || u) = sum_i q_i log(q_i / (1/K))
-    hq_frac = n_hq / len(fake) if len(fake) else 0.0
-    return {"modes": modes, "hq_frac": hq_frac, "kl": max(kl, 0.0)}
+    return torch.bincount(nearest[hq], minlength=len(centers))
+
+
+def mixture_metrics_from_counts(counts: torch.Tensor, n: int) -> dict[str, float]:
+    """The PacGAN scalars from the per-mode high-quality counts (K,) of `n` samples.
+
+    Returns {"modes": modes with >= 1 high-quality sample, "hq_frac": high-quality samples / n, "kl": KL(q || uniform
+    over K) of the nearest-mode histogram q of the high-quality samples}. With no high-quality sample q is undefined;
+    we return kl = log K, the KL of a histogram collapsed on a single mode (the largest value KL(q || uniform) can
+    take), so "nothing good" never scores better than "everything in one mode".
+    """
+    n_hq = int(counts.sum())
+    kl = kl_to_uniform(counts) if n_hq > 0 else math.log(len(counts))
+    return {"modes": int((counts > 0).sum()), "hq_frac": n_hq / n if n else 0.0, "kl": kl}
+
+
+def mixture_mode_metrics(fake: torch.Tensor, centers: torch.Tensor, sigma: float) -> dict[str, float]:
+    """Mode coverage of 2D points `fake` (N, 2) against mixture `centers` (K, 2) with std `sigma`: the scalars of
+    `mixture_metrics_from_counts` on the counts of `mixture_mode_counts`."""
+    return mixture_metrics_from_counts(mixture_mode_counts(fake, centers, sigma), len(fake))
 
 
 class GaussianMixture2D(TensorDataset):
@@ -65,8 +79,17 @@ class GaussianMixture2D(TensorDataset):
         super().__init__(x, y, DataInfo((2,), len(centers), PointModality(extent)),
                          fingerprint(self.name, {"split": split, "n": n, "seed": seed}, x, y))
 
+    def mode_counts(self, fake: torch.Tensor) -> torch.Tensor:
+        """(K,): high-quality samples of `fake` nearest to each mode (they sum to the high-quality count)."""
+        return mixture_mode_counts(fake, self.centers, self.sigma)
+
+    def mode_results(self, fake: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        """(mode_metrics, mode_counts) of `fake` from one pass: the scalars are computed from the counts."""
+        counts = self.mode_counts(fake)
+        return mixture_metrics_from_counts(counts, len(fake)), counts
+
     def mode_metrics(self, fake: torch.Tensor) -> dict[str, float]:
-        return mixture_mode_metrics(fake, self.centers, self.sigma)
+        return self.mode_results(fake)[0]
 
 
 def ring_centers(k: int = 8, radius: float = 1.0) -> torch.Tensor:

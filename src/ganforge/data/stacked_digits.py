@@ -4,7 +4,8 @@ The Stacked MNIST mode-coverage benchmark of "Unrolled Generative Adversarial Ne
 run by "PacGAN" (Lin et al., 2018) and "VEEGAN" (Srivastava et al., 2017), with scikit-learn's 8x8 digits in place
 of MNIST (not available offline). Label = 100 a + 10 b + c for digits (a, b, c) in (R, G, B). Evaluation: classify
 each channel of `mode_samples` (26,000) generated samples with the digits classifier; report the number of distinct
-3-digit classes hit and KL(histogram || uniform over 1,000).
+3-digit classes hit and KL(histogram || uniform over 1,000), both computed from that histogram (`mode_counts`:
+samples per predicted class), which training also logs per evaluation (RUN/modes.jsonl).
 """
 from __future__ import annotations
 
@@ -16,18 +17,16 @@ from .base import DataInfo, Dataset, ImageModality
 from .common import check_split, fingerprint, split_seed
 from .digits import digit_bank
 from .digits_classifier import DigitsClassifier, load_digits_classifier, to_classifier_input
+from .mixture2d import kl_to_uniform
 
 NUM_MODES = 1000
 _PLACE = torch.tensor([100, 10, 1])  # label = 100 a + 10 b + c
 
 
-def stacked_mode_metrics(fake: torch.Tensor, classifier: DigitsClassifier) -> dict[str, float]:
-    """Mode coverage of 3-channel images `fake` (N, 3, H, W), model space [-1, 1] (or uint8).
-
-    Returns {"modes": distinct 3-digit classes among the predictions, "kl": KL(q || uniform over 1000) of the
-    predicted-class histogram q, "hq_frac": fraction of samples whose three channels are each classified with
-    max-softmax >= 0.5 (a confidence proxy for "looks like digits"; all samples count in modes and kl)}.
-    """
+def stacked_predictions(fake: torch.Tensor, classifier: DigitsClassifier) -> tuple[torch.Tensor, torch.Tensor]:
+    """(code (N,) int64 in [0, 1000), confident (N,) bool) of 3-channel images `fake` (N, 3, H, W), model space
+    [-1, 1] (or uint8): the predicted 3-digit class 100 a + 10 b + c, and whether each of the three channels is
+    classified with max-softmax >= 0.5."""
     if fake.ndim != 4 or fake.shape[1] != 3:
         raise ValueError(f"stacked-digits mode metrics expect (N, 3, H, W) images, got {tuple(fake.shape)}")
     n, _, h, w = fake.shape
@@ -35,11 +34,31 @@ def stacked_mode_metrics(fake: torch.Tensor, classifier: DigitsClassifier) -> di
     x = to_classifier_input(fake.detach().reshape(n * 3, 1, h, w))  # one channel = one digit
     digit, conf = classifier.predict(x)
     code = (digit.view(n, 3).cpu() * _PLACE).sum(dim=1)
-    q = torch.bincount(code, minlength=NUM_MODES).double() / n
-    nz = q > 0
-    kl = float((q[nz] * (q[nz] * NUM_MODES).log()).sum())  # KL(q || u) = sum_i q_i log(q_i / (1/1000))
-    hq = (conf.view(n, 3) >= 0.5).all(dim=1)
-    return {"modes": int(nz.sum()), "kl": max(kl, 0.0), "hq_frac": float(hq.float().mean())}
+    return code, (conf.view(n, 3) >= 0.5).all(dim=1).cpu()
+
+
+def stacked_metrics_from_counts(counts: torch.Tensor, hq_frac: float) -> dict[str, float]:
+    """The Stacked-MNIST scalars from the predicted-class counts (1000,) of all samples: {"modes": classes hit,
+    "kl": KL(q || uniform over 1000) of the histogram q = counts / N, "hq_frac": passed through (the classifier's
+    confidence, which the counts do not hold)}."""
+    return {"modes": int((counts > 0).sum()), "kl": kl_to_uniform(counts), "hq_frac": float(hq_frac)}
+
+
+def stacked_mode_results(fake: torch.Tensor, classifier: DigitsClassifier
+                         ) -> tuple[dict[str, float], torch.Tensor]:
+    """(metrics, counts) of `fake` with one pass of the classifier: counts (1000,) = samples per predicted 3-digit
+    class (every sample counts, so they sum to N); the metrics {"modes", "kl", "hq_frac"} are computed from them, with
+    hq_frac the fraction whose three channels are each classified with max-softmax >= 0.5 (a confidence proxy for
+    "looks like digits"; all samples count in modes and kl)."""
+    code, confident = stacked_predictions(fake, classifier)
+    counts = torch.bincount(code, minlength=NUM_MODES)
+    return stacked_metrics_from_counts(counts, float(confident.float().mean())), counts
+
+
+def stacked_mode_metrics(fake: torch.Tensor, classifier: DigitsClassifier) -> dict[str, float]:
+    """Mode coverage of 3-channel images `fake` (N, 3, H, W): {"modes", "kl", "hq_frac"} (see
+    `stacked_mode_results`)."""
+    return stacked_mode_results(fake, classifier)[0]
 
 
 @DATASETS.register("stacked-digits")
@@ -80,5 +99,13 @@ class StackedDigits(Dataset):
             self._classifier = load_digits_classifier(self.cache_dir)
         return self._classifier
 
+    def mode_counts(self, fake: torch.Tensor) -> torch.Tensor:
+        """(1000,): samples of `fake` per predicted 3-digit class (they sum to len(fake))."""
+        return torch.bincount(stacked_predictions(fake, self.classifier())[0], minlength=NUM_MODES)
+
+    def mode_results(self, fake: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        """(mode_metrics, mode_counts) of `fake` with one pass of the classifier."""
+        return stacked_mode_results(fake, self.classifier())
+
     def mode_metrics(self, fake: torch.Tensor) -> dict[str, float]:
-        return stacked_mode_metrics(fake, self.classifier())
+        return self.mode_results(fake)[0]

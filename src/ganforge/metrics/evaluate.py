@@ -13,19 +13,13 @@ import torch
 
 from ..checks import check_device, check_int
 from ..errors import GanforgeError
+from ..metric_keys import COUNT_KEYS, HIGHER_IS_BETTER
 from ..registries import BACKBONES, METRICS, load_all
 from .base import Features, Metric
 from .cache import cached_features
 from .extract import extract_features
 from .sources import ImageSource, resolve, resolve_dataset, resolve_generator
 
-# metrics where a larger value is better (for keeping the best checkpoint)
-HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "density", "coverage",
-                              "class_acc", "class_acc_top5", "class_acc_real", "cas", "cas_real", "gan_test",
-                              "class_precision", "class_recall", "class_density", "class_coverage", "r_precision",
-                              "modes", "hq_frac"})
-# result keys that are sample counts, not metric values (never a best-checkpoint criterion)
-COUNT_KEYS = ("n", "n_ref")
 
 
 def build_backbone(name: str = "inception-fid", weights: str | None = None, device: str | torch.device = "cpu",

@@ -3,16 +3,21 @@
 A run directory (written by `ganforge train`) holds `config.yaml` (the resolved config), `metrics.jsonl` (one JSON
 object per line: `{"step": S, "event": "info" | "train" | "eval" | "modes", ...numbers}`), `history.jsonl` (one line
 per start / resume: time, environment, config changes), `samples/fakes-NNNNNNNN.png` (the sample grid at step N),
-`summary.json` and, once the explore tools exist, `explore/*/result.json` with the PNGs next to it.
+`summary.json`, `modes.jsonl` on sets with mode metrics (one line `{"step": S, "counts": [...]}` per mode
+evaluation: samples per mode, behind the "modes" rows) and, once the explore tools exist, `explore/*/result.json`
+with the PNGs next to it.
 
 A log cut short by a kill or a full disk still reads: every line that is not a JSON object with a step (a partial last
-line, garbage, a bare number) is skipped and counted in `RunData.skipped_lines`, so the page can say how many.
+line, garbage, a bare number) is skipped and counted in `RunData.skipped_lines`, so the page can say how many; so is
+every modes.jsonl line that is not `{"step": number, "counts": [K non-negative numbers]}` with the K of most of the
+file's lines (`RunData.skipped_modes`).
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ import yaml
 from ..errors import GanforgeError
 
 METRICS_FILE, CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE = "metrics.jsonl", "config.yaml", "history.jsonl", "summary.json"
+MODES_FILE = "modes.jsonl"  # as ganforge.training.run_dir.MODES
 # train-row keys that are bookkeeping, not a loss or a schedule: shown under throughput
 META_KEYS = ("img_per_s", "kimg")
 # metric events of metrics.jsonl: evaluation (FID, KID, ...) and mode coverage
@@ -51,6 +57,13 @@ class ExploreResult:
 
 
 @dataclass
+class ModeCounts:
+    """One line of modes.jsonl: the samples per mode of the mode evaluation at `step`."""
+    step: int
+    counts: list[int]
+
+
+@dataclass
 class RunData:
     """Everything a report shows about one run, read once from its directory."""
     path: Path
@@ -65,6 +78,9 @@ class RunData:
     skipped_lines: int = 0  # unreadable lines of metrics.jsonl
     skipped_history: int = 0  # unreadable lines of history.jsonl
     notes: list[str] = field(default_factory=list)  # other problems worth a line on the page
+    modes: list[ModeCounts] = field(default_factory=list)  # modes.jsonl, by step
+    skipped_modes: int = 0  # unreadable lines of modes.jsonl
+    mode_centers: list[list[float]] | None = None  # (K, 2) mode centres of a 2-D set, when the config names one
 
     # ------------------------------------------------------------------------------------------------- series
     def events(self, event: str) -> list[dict[str, Any]]:
@@ -156,9 +172,12 @@ def collect_run(path: str | Path) -> RunData:
     for r in objects:
         rows.setdefault(str(r.get("event", "train")), []).append(r)
     history, skipped_history = read_jsonl(path / HISTORY_FILE, need_step=False)
+    modes, skipped_modes = read_mode_counts(path / MODES_FILE)
+    centers = mode_centers(config, len(modes[-1].counts)) if modes else None
     return RunData(path=path, name=path.resolve().name, config=config, config_text=config_text, rows=rows,
                    history=history, grids=_grids(path), explore=_explore(path), summary=_read_summary(path, notes),
-                   skipped_lines=skipped, skipped_history=skipped_history, notes=notes)
+                   skipped_lines=skipped, skipped_history=skipped_history, notes=notes, modes=modes,
+                   skipped_modes=skipped_modes, mode_centers=centers)
 
 
 def read_jsonl(path: Path, need_step: bool) -> tuple[list[dict[str, Any]], int]:
@@ -179,6 +198,56 @@ def read_jsonl(path: Path, need_step: bool) -> tuple[list[dict[str, Any]], int]:
             continue
         out.append(obj)
     return out, bad
+
+
+def read_mode_counts(path: Path) -> tuple[list[ModeCounts], int]:
+    """(rows by step, unreadable lines) of modes.jsonl. A line counts as unreadable when it is torn or not an object,
+    has no numeric step, or its counts are not a list of non-negative numbers of the file's usual length K (one set of
+    modes per run: the most common length, the latest on a tie); a later line for a step replaces an earlier one."""
+    objects, bad = read_jsonl(path, need_step=True)
+    good = [o for o in objects if _is_counts(o.get("counts"))]
+    bad += len(objects) - len(good)
+    if not good:
+        return [], bad
+    lengths = [len(o["counts"]) for o in good]
+    seen = Counter(lengths)
+    k = max(reversed(lengths), key=seen.__getitem__)  # the most common K; on a tie the latest (max keeps the first)
+    by_step = {}
+    for o in good:
+        if len(o["counts"]) != k:
+            bad += 1
+            continue
+        by_step[int(o["step"])] = ModeCounts(int(o["step"]), [int(c) for c in o["counts"]])
+    return [by_step[s] for s in sorted(by_step)], bad
+
+
+def mode_centers(config: dict[str, Any], k: int) -> list[list[float]] | None:
+    """The (k, 2) mode centres of the run's dataset when it is a 2-D Gaussian mixture (ring8, grid25, ...), else
+    None. The set is rebuilt from the config's data section with one sample (the centres do not depend on n or
+    seed); a set that fails to build just means no centres plot. Only the mixtures' module is imported (the report
+    does not pay for importing every component)."""
+    from ..data.mixture2d import GaussianMixture2D  # registers the built-in mixtures
+    from ..registries import DATASETS
+
+    data = config.get("data") if isinstance(config, dict) else None
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or name not in DATASETS:
+        return None
+    cls = DATASETS.get(name).obj
+    if not (isinstance(cls, type) and issubclass(cls, GaussianMixture2D)):
+        return None
+    options = {key: v for key, v in data.items() if key != "name"}
+    try:
+        centers = DATASETS.build(name, {**options, "n": 1}, where="data", split="train", cache_dir=None).centers
+    except Exception:  # the report must render whatever the config says
+        return None
+    if tuple(centers.shape) != (k, 2):
+        return None
+    return [[float(a), float(b)] for a, b in centers.tolist()]
+
+
+def _is_counts(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(_is_number(c) and math.isfinite(c) and c >= 0 for c in v)
 
 
 def _read_config(path: Path, notes: list[str]) -> tuple[dict[str, Any], str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..metrics.evaluate import HIGHER_IS_BETTER
+from ..metric_keys import HIGHER_IS_BETTER
 from ..training.run_dir import flatten
 from .collect import RunData
 

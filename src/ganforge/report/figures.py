@@ -48,12 +48,8 @@ def plotly_js() -> str:
 def figure_html(key: str, traces: list[Trace], x_title: str, y_title: str, div_id: str,
                 markers: list[Marker] | None = None, title: str | None = None) -> str:
     """A `<div class="gf-figure" data-key=KEY data-traces=N>` holding one chart with one line per trace."""
-    fig = go.Figure(layout={"template": "none", "height": 320, "margin": {"l": 60, "r": 20, "t": 40, "b": 45},
-                            "title": {"text": html.escape(title or key), "font": {"size": 14}},
-                            "xaxis": {**_AXIS, "title": {"text": x_title}},
-                            "yaxis": {**_AXIS, "title": {"text": y_title}},
-                            "legend": {"orientation": "h", "y": -0.25}, "hovermode": "closest",
-                            "showlegend": len(traces) > 1})
+    fig = go.Figure(layout=layout(title or key, x_title, y_title, legend={"orientation": "h", "y": -0.25},
+                                  showlegend=len(traces) > 1))
     for t in traces:
         mode = "lines+markers" if len(t.x) <= 60 else "lines"
         fig.add_trace(go.Scatter(x=t.x, y=t.y, name=t.name, mode=mode, text=t.hover or None,
@@ -62,7 +58,22 @@ def figure_html(key: str, traces: list[Trace], x_title: str, y_title: str, div_i
     for m in markers or []:
         fig.add_annotation(x=m.x, y=m.y, text=html.escape(m.text), showarrow=True, arrowhead=2, ax=0, ay=-30,
                            font={"size": 11})
+    return plot_div(fig, key, div_id)
+
+
+def layout(title: str, x_title: str, y_title: str, height: int = 320, **extra) -> dict:
+    """The report's Plotly layout: no template clutter, light grid, titled axes (extra keys override)."""
+    return {"template": "none", "height": height, "margin": {"l": 60, "r": 20, "t": 40, "b": 45},
+            "title": {"text": html.escape(title), "font": {"size": 14}},
+            "xaxis": {**_AXIS, "title": {"text": x_title}}, "yaxis": {**_AXIS, "title": {"text": y_title}},
+            "hovermode": "closest", **extra}
+
+
+def plot_div(fig: "go.Figure", key: str, div_id: str, attrs: dict[str, str] | None = None) -> str:
+    """`<div class="gf-figure" data-key=KEY data-traces=N ...attrs>` around the figure's plot div (N: its traces)."""
+    height = fig.layout.height or 320
     plot = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=_CONFIG,
-                       default_height="320px")
-    return (f'<div class="gf-figure" data-key="{html.escape(key)}" data-traces="{len(traces)}">'
+                       default_height=f"{height}px")
+    extra = "".join(f' {html.escape(k)}="{html.escape(v)}"' for k, v in (attrs or {}).items())
+    return (f'<div class="gf-figure" data-key="{html.escape(key)}" data-traces="{len(fig.data)}"{extra}>'
             f"{plot}</div>")

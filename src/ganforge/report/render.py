@@ -3,13 +3,15 @@
 The page holds, top to bottom: the runs and the commands that reproduce them, the resolved config (a diff table of the
 keys that differ when there are several runs), a comparison table of final and best metrics (mean ± std, ddof = 1,
 when the runs differ only by seed), the loss curves (one chart per key, one line per run), learning-rate and
-augmentation-p curves, every evaluation metric over kimg with its best value and step, the sample grid at every saved
-step behind a slider, explore outputs, throughput and time, and each run's start / resume history.
+augmentation-p curves, every evaluation metric over kimg with its best value and step, the samples per mode of 2-D and
+stacked-digits runs (modes.py), the sample grid at every saved step behind a slider, explore outputs, throughput and
+time, and each run's start / resume history.
 
 Self-contained: plotly.js is inlined once, images are base64 data URIs, the slider is a few lines of plain JS; nothing
 is fetched when the page opens. DOM hooks for tests: `div.gf-figure[data-key][data-traces]`, `table#gf-compare` with
 one `tr[data-run]` per run (and `tr.gf-mean`), `table#gf-config-diff` with one `tr[data-key]` per differing key,
-`input#gf-slider` / `img#gf-grid` (the first run's; every run's are `.gf-slider` / `.gf-grid`).
+`input#gf-slider` / `img#gf-grid` (the first run's; every run's are `.gf-slider` / `.gf-grid`), `div.gf-modes[data-run]`
+with the mode figures (modes.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ..errors import GanforgeError
 from . import compare
 from .collect import RunData, collect_run
 from .figures import Marker, Trace, figure_html, plotly_js
+from .modes import modes_section
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1280px; padding: 0 1em; color: #222; }
@@ -84,8 +87,8 @@ def render_html(runs: list[RunData]) -> str:
     """The whole page as a string."""
     _unique_names(runs)
     names = ", ".join(r.name for r in runs)
-    body = [_header(runs), _config(runs), _comparison(runs), _train_curves(runs), _metrics(runs), _samples(runs),
-            _explore(runs), _throughput(runs), _history(runs)]
+    body = [_header(runs), _config(runs), _comparison(runs), _train_curves(runs), _metrics(runs),
+            modes_section(runs), _samples(runs), _explore(runs), _throughput(runs), _history(runs)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>ganforge report: {_e(names)}</title>\n<style>{_CSS}</style>\n"
             f"<script>{plotly_js()}</script>\n</head>\n<body>\n" + "\n".join(b for b in body if b)
@@ -115,7 +118,8 @@ def _header(runs: list[RunData]) -> str:
 
 def _warnings(r: RunData) -> list[str]:
     out = []
-    for count, file in ((r.skipped_lines, "metrics.jsonl"), (r.skipped_history, "history.jsonl")):
+    for count, file in ((r.skipped_lines, "metrics.jsonl"), (r.skipped_history, "history.jsonl"),
+                        (r.skipped_modes, "modes.jsonl")):
         if count:
             out.append(f"{count} unreadable line{'s' if count != 1 else ''} skipped in {file}")
     return out + r.notes

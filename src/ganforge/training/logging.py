@@ -14,6 +14,30 @@ import numpy as np
 from PIL import Image
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the lines of a JSON-lines log whose `step` is <= `step` (a resumed run redoes what came after); lines a
+    kill cut short are dropped. A missing file stays missing."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("step", 0), (int, float)) and obj.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(k + "\n" for k in kept))
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line (flushed: a reader sees whole lines as soon as an evaluation is done)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
 class RunLog:
     def __init__(self, run_dir: Path, start_step: int, tensorboard: bool = True):
         self.run_dir = Path(run_dir)
@@ -27,16 +51,7 @@ class RunLog:
             self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step if start_step > 0 else None)
 
     def _truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                pass  # a line cut short by a kill
-        self.path.write_text("".join(k + "\n" for k in kept))
+        truncate_jsonl(self.path, step)
 
     def scalars(self, step: int, values: dict[str, Any], event: str = "train") -> None:
         clean = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in values.items()}

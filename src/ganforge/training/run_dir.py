@@ -9,6 +9,9 @@
 - `config_changes(saved, new)` and `check_resume(...)`: resuming with a config that changes how training computes
   is refused unless the user allows it; changes to output-only keys (intervals, kept checkpoints) and extending
   `train.steps` are accepted and recorded.
+- `RUN/modes.jsonl`: one line `{"step": S, "counts": [...]}` per mode evaluation (the per-mode counts behind the
+  "modes" rows of metrics.jsonl); like metrics.jsonl, lines after the step a run resumes from are dropped
+  (`logging.truncate_jsonl`), so a resumed run's file reads like an uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from ..errors import GanforgeError
 from ..fileio import recover_dir, remove_stale_temps
 
 HISTORY = "history.jsonl"
+MODES = "modes.jsonl"
 
 # keys whose change leaves the trained weights bit for bit the same: accepted and recorded
 OUTPUT_ONLY = frozenset({"train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",

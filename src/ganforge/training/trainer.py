@@ -30,7 +30,7 @@ from .divergence import DivergenceGuard
 from .ema import update_ema
 from .export import staged_dir, write_export, export_generator
 from .loader import BatchStream
-from .logging import RunLog
+from .logging import RunLog, append_jsonl, truncate_jsonl
 from .phase_runner import PhaseRunner
 from .plots import write_trajectories
 from .phases import build_phases, lazy_ratio, lr_multiplier, make_optimizer, set_lr
@@ -92,7 +92,6 @@ class Trainer:
         self.runner = PhaseRunner(self)
         self.guard = DivergenceGuard.from_config(cfg.train)
         self.eval_hook = self._build_eval_hook()
-        self._mode_eval = None
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.step = 0
@@ -291,16 +290,18 @@ class Trainer:
         return self.modality.render(fake, reference=reference)
 
     def mode_metrics(self) -> dict[str, float]:
-        """Mode coverage of G_ema through the same `Evaluator` (and seed, eval.seed) as `ganforge eval --metrics modes`."""
-        if self.dataset.mode_samples <= 0:
-            return {}
-        if self._mode_eval is None:
-            from ..metrics.evaluate import Evaluator
+        """Mode coverage of G_ema (modes, hq_frac, kl), the numbers `ganforge eval --metrics modes` gives the export."""
+        return self.mode_evaluation()[0]
 
-            self._mode_eval = Evaluator(self.dataset, ["modes"], device=self.device, seed=self.cfg.eval.seed,
-                                        progress=False)
-        out = self._mode_eval(self.G_ema)
-        return {k: v for k, v in out.items() if k not in ("n", "n_ref")}  # the protocol's fixed count, not a result
+    def mode_evaluation(self) -> tuple[dict[str, float], torch.Tensor | None]:
+        """(mode metrics, per-mode counts they are computed from) of G_ema on one draw of the protocol's samples, seed
+        eval.seed: the path of the `modes` metric, so the scalars equal `ganforge eval --metrics modes`. ({}, None)
+        for a dataset without mode metrics."""
+        if self.dataset.mode_samples <= 0:
+            return {}, None
+        from ..metrics.modes import mode_coverage
+
+        return mode_coverage(self.G_ema, self.dataset, seed=self.cfg.eval.seed, device=self.device)
 
     def _build_eval_hook(self):
         if self.cfg.eval.every <= 0 or not self.cfg.eval.metrics or not self.dist.is_main:
@@ -314,6 +315,8 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         main = self.dist.is_main
         log = RunLog(self.run_dir, self.step, t.tensorboard) if main else None
+        if main:  # per-mode counts: lines after a resumed step are redone, as in metrics.jsonl
+            truncate_jsonl(self.run_dir / rundir.MODES, self.step)
         self.last_ckpt: Path | None = None
         if main and self.step == 0:
             log.scalars(0, {"G_params": count_params(self.G), "D_params": count_params(self.D)}, event="info")
@@ -337,10 +340,12 @@ class Trainer:
                     log.image(step, "fakes", self.sample_grid())
                     self._plot_trajectories(log, step)
                 if main and _due(step, t.mode_every, last):
-                    modes = self.mode_metrics()
+                    modes, counts = self.mode_evaluation()
                     if modes:
                         log.scalars(step, modes, event="modes")
                         summary.update(modes)
+                    if counts is not None:  # the histogram behind the scalars, for the report's mode plots
+                        append_jsonl(self.run_dir / rundir.MODES, {"step": step, "counts": counts.tolist()})
                 if main and self.eval_hook is not None and _due(step, cfg.eval.every, last):
                     results = self.eval_hook(self.G_ema, step)
                     log.scalars(step, results, event="eval")
