@@ -1,11 +1,14 @@
-"""The README's report screenshots: docs/img/report.png (one run) and docs/img/report-compare.png (two seeds).
+"""The README's screenshots: docs/img/report.png (one run), docs/img/report-compare.png (two seeds), docs/img/lab.png.
 
 Trains the ring8 preset (bundled 2-D data) briefly with two seeds and `train.report=true`, so the trainer itself writes
 each RUN/report.html; renders the two-run comparison with `ganforge.report.write_report`; opens both in headless
 Chromium through the browser tests' helper (tests/browser.py: Debian's chromium driven by Playwright, `make browser`)
-and saves viewport screenshots, checked the same way as in the tests (decodes, expected size, not blank).
+and saves viewport screenshots, checked the same way as in the tests (decodes, expected size, not blank). The lab:
+`ganforge lab`'s server in a thread (tests/browser.py's LabServer), its page trained live on ring8 for --lab-steps
+steps with the page's default settings, then paused and screenshotted.
 
-    python scripts/screenshots.py [--steps 1200] [--out docs/img] [--work DIR]     # or: make screenshots
+    python scripts/screenshots.py [--steps 1200] [--lab-steps 1500] [--pages report,lab] [--out docs/img] [--work DIR]
+                                                                                        # or: make screenshots
 
 About a minute on 2 CPU cores. The runs go to a temporary folder unless --work is given.
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from browser import VIEWPORT, Browser, check_screenshot  # noqa: E402
+from browser import VIEWPORT, Browser, LabServer, check_screenshot  # noqa: E402
 from ganforge.config import load_config  # noqa: E402
 from ganforge.report import write_report  # noqa: E402
 from ganforge.training.trainer import train  # noqa: E402
@@ -64,20 +67,57 @@ def shoot(browser: Browser, page_file: Path, selector: str, out: Path) -> None:
     print(f"wrote {out}")
 
 
+def shoot_lab(browser: Browser, work: Path, steps: int, out: Path) -> None:
+    """The lab page after `steps` live training steps on ring8 (the page's defaults, 25 steps per frame), paused."""
+    import torch
+
+    torch.set_num_threads(1)  # the lab's tiny MLPs train fastest on one thread (docs/benchmarks.md, GAN Lab)
+    with LabServer(work / "lab-runs") as lab:
+        rec = browser.page()
+        page = rec.page
+        page.goto(lab.url, wait_until="load")
+        page.wait_for_function("() => window.ganforgeLab.frames >= 1", timeout=60_000)
+        page.fill("#steps-per-frame", "25")
+        page.click("#btn-apply")
+        page.wait_for_function("() => window.ganforgeLab.frame.action === 'config'", timeout=60_000)
+        t0 = time.perf_counter()
+        page.click("#btn-play")
+        page.wait_for_function("n => window.ganforgeLab.frame.step >= n", arg=steps, timeout=600_000, polling=500)
+        page.click("#btn-pause")
+        page.wait_for_function("() => document.getElementById('status').textContent === 'paused'", timeout=60_000)
+        step = page.evaluate("window.ganforgeLab.frame.step")
+        print(f"lab: trained ring8 live to step {step} ({time.perf_counter() - t0:.0f} s)")
+        rec.screenshot(out)
+        rec.page.context.close()
+    problems = rec.errors + check_screenshot(out, (VIEWPORT["width"], VIEWPORT["height"]))
+    if problems:
+        raise SystemExit(f"{out}: " + "; ".join(problems))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--lab-steps", type=int, default=1500, help="live training steps before the lab screenshot")
+    p.add_argument("--pages", default="report,lab", help="which screenshots: report (both report pages), lab")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "img")
     p.add_argument("--work", type=Path, default=None, help="keep the runs and pages here (default: a temporary dir)")
     a = p.parse_args()
+    pages = set(a.pages.split(","))
+    if pages - {"report", "lab"}:
+        raise SystemExit(f"--pages: expected report and/or lab, got {a.pages}")
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
-        runs = train_runs(work, a.steps)
-        compare = write_report(runs, work / "compare.html")
         a.out.mkdir(parents=True, exist_ok=True)
+        if "report" in pages:
+            runs = train_runs(work, a.steps)
+            compare = write_report(runs, work / "compare.html")
         with Browser() as browser:
-            shoot(browser, runs[0] / "report.html", VIEWS["report.png"], a.out / "report.png")
-            shoot(browser, compare, VIEWS["report-compare.png"], a.out / "report-compare.png")
+            if "report" in pages:
+                shoot(browser, runs[0] / "report.html", VIEWS["report.png"], a.out / "report.png")
+                shoot(browser, compare, VIEWS["report-compare.png"], a.out / "report-compare.png")
+            if "lab" in pages:
+                shoot_lab(browser, work, a.lab_steps, a.out / "lab.png")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ system binary), so a fresh machine needs no CDN.
 `Browser` launches one Chromium; `Browser.page()` opens a tab that records every console error, uncaught page error
 and request the page makes, so a test can fail on any of them. `check_screenshot` reads a saved PNG back and says
 whether it is the expected size and not blank. The pytest fixture `browser_page` (tests/conftest.py) wraps these.
+`LabServer` runs `ganforge lab`'s app in a thread on a free port, for the lab's browser tests and screenshot.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,44 @@ def check_screenshot(path: str | Path, size: tuple[int, int], min_std: float = 8
     if pixels.std() <= min_std:
         problems.append(f"{path}: blank (grey-level std {pixels.std():.2f} <= {min_std})")
     return problems
+
+
+class LabServer:
+    """`ganforge lab`'s app served by uvicorn in a daemon thread of this process, on a socket bound to a free
+    127.0.0.1 port (no race for the port): `with LabServer(runs_dir) as lab: page.goto(lab.url)`. `.app` is the
+    Starlette app, whose `state.sessions` holds the live sessions (one per open page)."""
+
+    def __init__(self, runs_dir: str | Path, timeout: float = 20.0):
+        import socket
+        import threading
+
+        import uvicorn
+
+        from ganforge.lab.server import WS_MAX_SIZE, create_app
+
+        self.app = create_app(runs_dir)
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", ws_max_size=WS_MAX_SIZE)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
+                                        name="ganforge-lab-server")
+        self._thread.start()
+        deadline = time.time() + timeout
+        while not self._server.started and self._thread.is_alive() and time.time() < deadline:
+            time.sleep(0.05)
+        if not self._server.started:
+            self.close()
+            raise RuntimeError(f"the lab server did not start within {timeout:.0f} s")
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+        self._sock.close()
+
+    def __enter__(self) -> "LabServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

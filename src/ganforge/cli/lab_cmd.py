@@ -22,7 +22,9 @@ def add_lab(sub) -> None:
                         "network, with no authentication)")
     p.add_argument("--runs", default="runs/lab", help="folder where saved sessions go, one run directory per name "
                                                       "(default runs/lab)")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: a 2-D MLP is too small to split, and more threads made "
+                        "the lab 10x slower on a busy machine, docs/benchmarks.md; 0: torch's default)")
     p.set_defaults(func=cmd_lab)
 
 

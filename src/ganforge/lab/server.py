@@ -22,6 +22,7 @@ from .session import LabSession
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
+WS_MAX_SIZE = 64 * 2 ** 20  # bytes of one websocket message: larger than any valid one, so too many points get an error
 
 
 def create_app(runs_dir: str | Path = "runs/lab") -> Starlette:
@@ -93,5 +94,4 @@ def serve(host: str = "127.0.0.1", port: int = 8765, runs_dir: str | Path = "run
     """Run the lab with uvicorn until interrupted (websocket messages up to the protocol's size limit)."""
     import uvicorn
 
-    uvicorn.run(create_app(runs_dir), host=host, port=port, log_level="warning",
-                ws_max_size=64 * 2 ** 20)  # larger than any valid message, so too many points get an error reply
+    uvicorn.run(create_app(runs_dir), host=host, port=port, log_level="warning", ws_max_size=WS_MAX_SIZE)

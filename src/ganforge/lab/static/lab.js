@@ -128,7 +128,9 @@
       renderOptions($("aug-options"), byName(c.augmentations, $("aug-select").value), null);
       $("draw-tools").hidden = $("data-select").value !== "drawn";
     };
-    for (const id of ["arch-select", "loss-select", "aug-select", "data-select"]) $(id).addEventListener("change", refresh);
+    for (const id of ["arch-select", "loss-select", "aug-select", "data-select"]) {
+      $(id).addEventListener("change", refresh);
+    }
     refresh();
     renderRegularizers(c.regularizers);
     $("g-lr").value = d.optim.g_lr; $("d-lr").value = d.optim.d_lr;
@@ -141,7 +143,8 @@
     const num = (id) => Number($(id).value);
     const regs = [];
     for (const check of $("reg-list").querySelectorAll("input[data-reg]")) {
-      if (check.checked) regs.push({ name: check.dataset.reg, ...readOptions(check.closest("div").querySelector(".reg-options")) });
+      if (!check.checked) continue;
+      regs.push({ name: check.dataset.reg, ...readOptions(check.closest("div").querySelector(".reg-options")) });
     }
     return {
       data: { name: $("data-select").value, noise: num("data-noise"), n: num("data-n") },
@@ -149,7 +152,9 @@
       loss: { name: $("loss-select").value, ...readOptions($("loss-options")) },
       regularizers: regs,
       augment: { name: $("aug-select").value, ...readOptions($("aug-options")) },
-      optim: { g_lr: num("g-lr"), d_lr: num("d-lr"), beta1: num("beta1"), beta2: num("beta2"), d_steps: num("d-steps") },
+      optim: {
+        g_lr: num("g-lr"), d_lr: num("d-lr"), beta1: num("beta1"), beta2: num("beta2"), d_steps: num("d-steps"),
+      },
       batch_size: num("batch-size"), seed: num("seed"), steps_per_frame: num("steps-per-frame"),
     };
   }
@@ -262,7 +267,8 @@
     if (!series.length || !isFinite(x0)) return;
     if (x1 === x0) x1 = x0 + 1;
     if (y1 === y0) { y1 += 0.5; y0 -= 0.5; }
-    const sx = (x) => pad + (x - x0) / (x1 - x0) * (W - pad - 6), sy = (y) => H - pad + 6 - (y - y0) / (y1 - y0) * (H - pad);
+    const sx = (x) => pad + (x - x0) / (x1 - x0) * (W - pad - 6);
+    const sy = (y) => H - pad + 6 - (y - y0) / (y1 - y0) * (H - pad);
     lctx.strokeStyle = "#999"; lctx.strokeRect(pad, 4, W - pad - 6, H - pad);
     lctx.fillStyle = "#444"; lctx.font = "10px sans-serif";
     lctx.fillText(y1.toPrecision(3), 2, 12); lctx.fillText(y0.toPrecision(3), 2, H - pad + 4);
@@ -284,7 +290,8 @@
     $("loss-values").textContent = Object.entries(f.losses || {})
       .map(([k, v]) => `${k} = ${v === null ? "non-finite" : v.toFixed(4)}`).join("\n");
     $("modes").textContent = f.modes
-      ? `modes ${f.modes.modes}\nhigh-quality fraction ${f.modes.hq_frac.toFixed(3)}\nreverse KL ${f.modes.kl.toFixed(3)}`
+      ? `modes ${f.modes.modes}\nhigh-quality fraction ${f.modes.hq_frac.toFixed(3)}\n` +
+        `reverse KL ${f.modes.kl.toFixed(3)}`
       : "— (this data set has no modes)";
   }
 
@@ -327,18 +334,27 @@
   function wire() {
     const simple = { "btn-play": "play", "btn-pause": "pause", "btn-step": "step", "btn-d-step": "d-step",
       "btn-g-step": "g-step", "btn-reset": "reset" };
-    for (const [id, type] of Object.entries(simple)) $(id).addEventListener("click", () => { clearError(); send({ type }); });
+    for (const [id, type] of Object.entries(simple)) {
+      $(id).addEventListener("click", () => { clearError(); send({ type }); });
+    }
     $("btn-apply").addEventListener("click", () => { clearError(); send({ type: "config", config: readSettings() }); });
-    $("btn-save").addEventListener("click", () => { clearError(); send({ type: "save", name: $("save-name").value }); });
+    $("btn-save").addEventListener("click", () => {
+      clearError();
+      send({ type: "save", name: $("save-name").value });
+    });
     plot.addEventListener("click", (ev) => {
       if ($("data-select").value !== "drawn") return;
-      const r = plot.getBoundingClientRect();
-      const [x, y] = fromPx((ev.clientX - r.left) * plot.width / r.width, (ev.clientY - r.top) * plot.height / r.height);
+      // offsetX/Y: from the canvas's padding edge, inside its border (the bounding rect would include the border)
+      const [x, y] = fromPx(ev.offsetX * plot.width / plot.clientWidth, ev.offsetY * plot.height / plot.clientHeight);
       lab.drawn.push([Number(x.toFixed(4)), Number(y.toFixed(4))]);
       $("points-count").textContent = `${lab.drawn.length} points drawn`;
       drawPlot();
     });
-    $("btn-clear-points").addEventListener("click", () => { lab.drawn = []; $("points-count").textContent = "0 points drawn"; drawPlot(); });
+    $("btn-clear-points").addEventListener("click", () => {
+      lab.drawn = [];
+      $("points-count").textContent = "0 points drawn";
+      drawPlot();
+    });
     $("btn-use-points").addEventListener("click", () => {
       clearError();
       if (!lab.drawn.length) { showError("draw some points first: click on the plot"); return; }
@@ -352,12 +368,17 @@
       file.text().then((text) => {
         clearError();
         const rows = text.split(/\r?\n/).filter((l) => l.trim()).length;
-        if (rows > lab.maxPoints + 1) { showError(`${file.name}: ${rows} rows; at most ${lab.maxPoints} points`); return; }
+        if (rows > lab.maxPoints + 1) {
+          showError(`${file.name}: ${rows} rows; at most ${lab.maxPoints} points`);
+          return;
+        }
         send({ type: "points", csv: text });
         send({ type: "config", config: readSettings() });
       });
     });
-    for (const id of ["show-heatmap", "show-real", "show-fake", "show-manifold", "show-arrows"]) $(id).addEventListener("change", drawPlot);
+    for (const id of ["show-heatmap", "show-real", "show-fake", "show-manifold", "show-arrows"]) {
+      $(id).addEventListener("change", drawPlot);
+    }
   }
 
   fetch("/api/components")
