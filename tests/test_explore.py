@@ -407,6 +407,15 @@ def test_latent_recovery_gap_on_fixed_errors_and_the_ks_p_value_of_scipy():
     assert e.max().item() < 1e-6  # L-BFGS finds a generator's own samples again
 
 
+def test_recovery_restarts_keep_each_images_best_start_and_share_starts_between_splits(run_dir, tmp_path):
+    one = explore(run_dir, "recovery", {"n": 6, "steps": 3, "restarts": 1}, out=tmp_path / "r1", progress=False)
+    two = explore(run_dir, "recovery", {"n": 6, "steps": 3, "restarts": 2}, out=tmp_path / "r2", progress=False)
+    r1, r2 = (json.loads((o / "result.json").read_text())["results"] for o in (one, two))
+    for split in ("errors_train", "errors_test"):  # start 0 is the same, so the best of two is never worse
+        assert all(b <= a + 1e-7 for a, b in zip(r1[split], r2[split]))
+    assert any(b < a for a, b in zip(r1["errors_train"] + r1["errors_test"], r2["errors_train"] + r2["errors_test"]))
+
+
 def test_supervised_and_inversion_bad_input_are_one_line_errors(tmp_path):
     from ganforge.explore.attributes import attribute_scorer
     from ganforge.explore.invert import invert
