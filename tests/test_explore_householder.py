@@ -48,6 +48,15 @@ def test_projector_has_exactly_rank_unit_singular_values_and_orthonormal_directi
     assert (proj.weight.detach() @ off.t()).abs().max() < 1e-12 if len(off) else True
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_svd_start_is_the_top_rank_singular_subspaces_of_the_weight(seed):
+    W = torch.randn(30, 7, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    U, _, Vh = torch.linalg.svd(W, full_matrices=False)
+    proj = HouseholderProjector.from_weight(W, 3).double()
+    torch.testing.assert_close(proj.weight.detach(), U[:, :3] @ Vh[:3], atol=1e-6, rtol=0)  # signs included
+    torch.testing.assert_close(proj.directions().detach().abs(), Vh[:3].abs(), atol=1e-6, rtol=0)
+
+
 def test_gradient_steps_keep_the_projector_orthogonal():
     proj = HouseholderProjector(5, 12, rank=3, generator=torch.Generator().manual_seed(2))
     opt = torch.optim.Adam(proj.parameters(), lr=0.1)
@@ -85,9 +94,9 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("mode", ["projector", "full"])
-def test_finetuning_trains_the_projector_and_d_and_the_rest_of_g_only_in_full_mode(mode, dcgan_run, tmp_path):
-    ex = Householder(rank=3, finetune_steps=3, train=mode)
+@pytest.mark.parametrize("mode,init", [("projector", "random"), ("full", "svd")])
+def test_finetuning_trains_the_projector_and_d_and_the_rest_of_g_only_in_full_mode(mode, init, dcgan_run, tmp_path):
+    ex = Householder(rank=3, finetune_steps=3, train=mode, init=init)
     with torch.enable_grad():
         trainer = ex._trainer(dcgan_run, tmp_path, seed=0, device="cpu")
         ex._install(trainer, "linear", 8, 0, "test")

@@ -71,7 +71,8 @@ class Householder(SeFa):
     """Householder projector: fine-tune G with an orthogonal low-rank projector in a latent layer; its directions."""
 
     def __init__(self, *, layer: str | None = None, rank: int = 10, finetune_steps: int = 200, lr: float | None = None,
-                 train: Literal["projector", "full"] = "projector", ema_decay: float = 0.9, k: int = 5,
+                 train: Literal["projector", "full"] = "projector", init: Literal["random", "svd"] = "random",
+                 ema_decay: float = 0.9, k: int = 5,
                  samples: int = 4, steps: int = 7, distance: float = 3.0, classifier: str | None = None,
                  measure_n: int = 64, module: str | None = None, attributes: dict[str, int] | None = None):
         """
@@ -81,13 +82,15 @@ class Householder(SeFa):
             finetune_steps: G steps of fine-tuning (the paper: about 1% of the original training).
             lr: learning rate of the fine-tuning (default: the run's optim.g_lr / d_lr).
             train: projector (only U and V learn, the paper's default) or full (all of G).
+            init: random (U, V ~ N(0, 0.05^2), the paper's code) or svd (the projector starts as the top-`rank`
+                singular subspaces of the trained layer, W = U_r V_r^T: the SVD start the paper's code has commented out).
             ema_decay: G_ema's decay during the fine-tuning (the edits are rendered with G_ema).
             k, samples, steps, distance: as SeFa's (directions shown, rows, columns, largest |alpha|).
             classifier, measure_n, module, attributes: as SeFa's (attribute change per unit step vs random).
         """
         super().__init__(k=k, samples=samples, steps=steps, distance=distance, classifier=classifier,
                          measure_n=measure_n, module=module, attributes=attributes)
-        self.layer, self.train = layer, train
+        self.layer, self.train, self.init = layer, train, init
         self.rank = check_int(rank, "explore householder: rank", minimum=1)
         self.finetune_steps = check_int(finetune_steps, "explore householder: finetune_steps", minimum=1)
         if lr is not None and not lr > 0:
@@ -149,9 +152,12 @@ class Householder(SeFa):
         old = find_linear(trainer.G, name, dim, where)
         weight = old.weight
         bias = getattr(old, "bias", None)
-        gen = torch.Generator().manual_seed(seed)
-        proj = HouseholderProjector(weight.shape[1], weight.shape[0], self.rank,
-                                    bias if isinstance(bias, torch.Tensor) else None, generator=gen).to(weight.device)
+        bias = bias if isinstance(bias, torch.Tensor) else None
+        if self.init == "svd":
+            proj = HouseholderProjector.from_weight(weight, self.rank, bias).to(weight.device)
+        else:
+            proj = HouseholderProjector(weight.shape[1], weight.shape[0], self.rank, bias,
+                                        generator=torch.Generator().manual_seed(seed)).to(weight.device)
         replace_module(trainer.G, name, proj)
         ema = copy.deepcopy(proj)  # G_ema starts where G does
         replace_module(trainer.G_ema, name, ema)

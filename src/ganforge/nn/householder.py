@@ -10,7 +10,9 @@ Only the first `rank` columns of Q(U) reach W (S zeroes the rest), and any ortho
 `rank` columns of a product of `rank` reflections (Householder QR), so U holds `rank` reflection vectors instead of
 `out` of them: the same set of weights at a fraction of the cost for wide layers (a DCGAN's z -> 4x4xC linear). V keeps
 the full `in` reflections, as the paper's Q(V). The paper's blocked "fasthpp" product is a speed-up of the same product;
-here the reflections are applied one after another. The paper's initialisation: U, V ~ N(0, 0.05^2).
+here the reflections are applied one after another. The paper's initialisation: U, V ~ N(0, 0.05^2) (its code has an
+SVD initialisation commented out); `HouseholderProjector.from_weight` offers it: the projector starts as the top-`rank`
+singular subspaces of a trained layer's weight (Householder QR of the singular vectors gives the reflections).
 """
 from __future__ import annotations
 
@@ -32,6 +34,21 @@ def householder_product(vectors: torch.Tensor, cols: int | None = None) -> torch
     return x
 
 
+def householder_vectors(frame: torch.Tensor) -> torch.Tensor:
+    """(r, d) reflection vectors v with householder_product(v, r) = frame * (+-1 per column), for an orthonormal
+    (d, r) frame (Householder QR: H(v_r) ... H(v_1) frame is diagonal with entries +-1)."""
+    a = frame.detach().clone().double()
+    d, r = a.shape
+    out = torch.zeros(r, d, dtype=torch.float64)
+    for k in range(r):
+        x = a[k:, k]
+        v = x.clone()
+        v[0] += (1.0 if x[0] >= 0 else -1.0) * x.norm()  # x - alpha e_1, alpha = -sign(x_0) ||x||: no cancellation
+        out[k, k:] = v
+        a = a - (2.0 / (out[k] @ out[k])) * torch.outer(out[k], out[k] @ a)
+    return out.to(frame.dtype)
+
+
 class HouseholderProjector(nn.Module):
     """y = x W^T + b with W = Q(U)[:, :rank] Q(V)[:rank, :] (out, in): `rank` unit singular values, the rest 0."""
 
@@ -45,6 +62,30 @@ class HouseholderProjector(nn.Module):
         self.u = nn.Parameter(torch.randn(rank, out_features, generator=generator) * init_std)
         self.v = nn.Parameter(torch.randn(in_features, in_features, generator=generator) * init_std)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone().reshape(out_features))
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, rank: int, bias: torch.Tensor | None = None) -> "HouseholderProjector":
+        """A projector whose W = U_r V_r^T spans the top-`rank` singular subspaces of `weight` (out, in)."""
+        out_f, in_f = weight.shape
+        proj = cls(in_f, out_f, rank, bias)
+        U, _, Vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+        Ur, Vr = U[:, :rank], Vh[:rank].t()
+        hu, hv = householder_vectors(Ur), householder_vectors(Vr)
+        # the products reach U_r diag(a) and V_r diag(b) with signs a, b fixed by the frames; coordinate reflections
+        # H(e_i) among Q(V)'s first in - rank reflections flip e_i where a_i b_i = -1, so that W = U_r V_r^T exactly
+        a = torch.sign((householder_product(hu, rank) * Ur).sum(0))
+        b = torch.sign((householder_product(hv, rank) * Vr).sum(0))
+        flips = [i for i in range(rank) if a[i] * b[i] < 0]
+        fixed = [rank + j for j in range(in_f - rank)]  # e_{rank+1} ...: reflections that fix e_1 .. e_rank
+        axes = (flips + fixed)[: in_f - rank] if len(flips) <= in_f - rank else fixed
+        v = torch.zeros(in_f, in_f, dtype=torch.float64)
+        v[torch.arange(in_f - rank), torch.tensor(axes, dtype=torch.long)] = 1.0
+        # Q(V) = H(v_1) ... H(v_in): its first rank rows are the first rank columns of H(v_in) ... H(v_1)
+        v[in_f - rank:] = hv.flip(0)
+        with torch.no_grad():
+            proj.u.copy_(hu)
+            proj.v.copy_(v)
+        return proj
 
     def q_v(self) -> torch.Tensor:
         """Q(V) (in, in), orthogonal; its first `rank` rows are the right singular vectors of W."""
