@@ -70,6 +70,8 @@ def test_attention_after_a_block_that_does_not_exist_is_a_one_line_error():
         _pair(attn_d=0)
 
 
-def test_a_tiny_map_with_too_few_channels_is_refused_by_name():
-    with pytest.raises(GanforgeError, match="self-attention: needs at least 8 channels"):
-        SelfAttention(4)
+def test_tiny_widths_keep_one_query_channel_and_odd_maps_are_refused_by_name():
+    att = SelfAttention(4)
+    assert att.theta.out_channels == 1 and att.g.out_channels == 2
+    with pytest.raises(GanforgeError, match="self-attention: needs even feature-map sides"):
+        att(torch.randn(1, 4, 5, 6))

@@ -6,7 +6,9 @@ a style-based G's first style affine) is replaced by a rank-`rank` orthogonal pr
 augmentation and data (the paper adds no loss: "ordinary StyleGAN2 losses"), training only the projector (the paper's
 default) or all of G (`train: full`, the paper's --training_FULL), and the directions are read off the projector: the
 first `rank` rows of Q(V), each with singular value 1 (the paper's closed-form factorization of an orthogonal W).
-The paper fine-tunes for about 1% of the original steps.
+The paper fine-tunes for about 1% of the original steps. The projector starts (`init=svd`, our default) as the top-`rank`
+singular subspaces of the trained layer, or as the authors' code does (`init=random`, U, V ~ N(0, 0.05^2)), which a
+short fine-tuning does not recover from (docs/benchmarks.md).
 
 The fine-tuning runs in a scratch run directory (config = the run's config.yaml, `train.init_from` = the run) that is
 deleted afterwards; the fine-tuned projector is kept as projector.safetensors and the edits are rendered with the
@@ -71,7 +73,7 @@ class Householder(SeFa):
     """Householder projector: fine-tune G with an orthogonal low-rank projector in a latent layer; its directions."""
 
     def __init__(self, *, layer: str | None = None, rank: int = 10, finetune_steps: int = 200, lr: float | None = None,
-                 train: Literal["projector", "full"] = "projector", init: Literal["random", "svd"] = "random",
+                 train: Literal["projector", "full"] = "projector", init: Literal["random", "svd"] = "svd",
                  ema_decay: float = 0.9, k: int = 5,
                  samples: int = 4, steps: int = 7, distance: float = 3.0, classifier: str | None = None,
                  measure_n: int = 64, module: str | None = None, attributes: dict[str, int] | None = None):
@@ -82,8 +84,9 @@ class Householder(SeFa):
             finetune_steps: G steps of fine-tuning (the paper: about 1% of the original training).
             lr: learning rate of the fine-tuning (default: the run's optim.g_lr / d_lr).
             train: projector (only U and V learn, the paper's default) or full (all of G).
-            init: random (U, V ~ N(0, 0.05^2), the paper's code) or svd (the projector starts as the top-`rank`
-                singular subspaces of the trained layer, W = U_r V_r^T: the SVD start the paper's code has commented out).
+            init: svd (the projector starts as the top-`rank` singular subspaces of the trained layer, W = U_r V_r^T:
+                the SVD start the authors' code has commented out) or random (U, V ~ N(0, 0.05^2), the authors' code;
+                at a CPU budget of fine-tuning its directions barely beat random ones, docs/benchmarks.md).
             ema_decay: G_ema's decay during the fine-tuning (the edits are rendered with G_ema).
             k, samples, steps, distance: as SeFa's (directions shown, rows, columns, largest |alpha|).
             classifier, measure_n, module, attributes: as SeFa's (attribute change per unit step vs random).

@@ -14,16 +14,18 @@ from ..errors import GanforgeError
 
 
 class SelfAttention(nn.Module):
-    """x + gamma * o(g(x) softmax(theta(x)^T phi(x))^T); needs C >= 8 and even H, W."""
+    """x + gamma * o(g(x) softmax(theta(x)^T phi(x))^T); needs even H, W. Below 8 (2) channels the query (value) size
+    is 1 rather than C/8 (C/2), so tiny test models work."""
 
     def __init__(self, channels: int):
         super().__init__()
-        if channels < 8:
-            raise GanforgeError(f"self-attention: needs at least 8 channels (C/8 query size), got {channels}")
-        self.theta = nn.Conv2d(channels, channels // 8, 1, bias=False)
-        self.phi = nn.Conv2d(channels, channels // 8, 1, bias=False)
-        self.g = nn.Conv2d(channels, channels // 2, 1, bias=False)
-        self.o = nn.Conv2d(channels // 2, channels, 1, bias=False)
+        if channels < 1:
+            raise GanforgeError(f"self-attention: needs at least 1 channel, got {channels}")
+        qk, val = max(1, channels // 8), max(1, channels // 2)
+        self.theta = nn.Conv2d(channels, qk, 1, bias=False)
+        self.phi = nn.Conv2d(channels, qk, 1, bias=False)
+        self.g = nn.Conv2d(channels, val, 1, bias=False)
+        self.o = nn.Conv2d(val, channels, 1, bias=False)
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
