@@ -414,6 +414,14 @@ def test_latent_recovery_gap_on_fixed_errors_and_the_ks_p_value_of_scipy():
     assert e.max().item() < 1e-6  # L-BFGS finds a generator's own samples again
 
 
+def test_gradctrl_with_one_top_k_per_excluded_attribute_runs_masked_and_unmasked(run_dir, tmp_path):
+    out = explore(run_dir, "gradctrl", {"n": 200, "ratio": 0.1, "samples": 1, "steps": 2, "k": [2, 3],
+                                        "exclude": ["class:7", "class:3"]}, out=tmp_path / "g", progress=False)
+    res = json.loads((out / "result.json").read_text())["results"]
+    assert set(res["change_per_unit_masked"]) == set(res["change_per_unit_unmasked"]) == {"class:1", "class:7",
+                                                                                          "class:3"}
+
+
 def test_recovery_restarts_keep_each_images_best_start_and_share_starts_between_splits(run_dir, tmp_path):
     one = explore(run_dir, "recovery", {"n": 6, "steps": 3, "restarts": 1}, out=tmp_path / "r1", progress=False)
     two = explore(run_dir, "recovery", {"n": 6, "steps": 3, "restarts": 2}, out=tmp_path / "r2", progress=False)

@@ -192,7 +192,7 @@ class GradCtrl(Explorer):
 
     def path(self, G, start: torch.Tensor, C_t, C_o, sign: float) -> list[torch.Tensor]:
         """Codes along the path from `start`: each step recomputes (and masks) the gradient direction."""
-        ks = self.k * len(C_o) if len(self.k) == 1 else self.k
+        ks = [] if not C_o else (self.k * len(C_o) if len(self.k) == 1 else self.k)  # unmasked: no counts
         out, w = [start], start.clone()
         for _ in range(self.steps):
             w = w + sign * self.step_size * gradctrl_direction(C_t, C_o, w, ks)
