@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import download
+from .bundled_nets import load_cached, train_deterministic
 
 CLASSIFIER_VERSION = 1
 _SEED = 0
@@ -98,38 +99,17 @@ def _training_views(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-@torch.enable_grad()  # callers may sit under no_grad (e.g. mode metrics during training)
 def train_digits_classifier() -> DigitsClassifier:
     """Train the classifier from scratch, deterministically; sets `heldout_accuracy` on the 'test' digits."""
     x_train, y_train = _training_views("train")
     x_test, y_test = _training_views("test")
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)  # the same reduction order on every machine
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_SEED)  # weight init
-            model = DigitsClassifier()
-        g = torch.Generator().manual_seed(_SEED)
-        opt = torch.optim.Adam(model.parameters(), lr=_LR)
-        steps_per_epoch = (len(x_train) + _BATCH - 1) // _BATCH
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=_LR, total_steps=_EPOCHS * steps_per_epoch)
-        model.train()
-        for _ in range(_EPOCHS):
-            perm = torch.randperm(len(x_train), generator=g)
-            for i in range(0, len(perm), _BATCH):
-                idx = perm[i: i + _BATCH]
-                loss = F.cross_entropy(model(_shift(x_train[idx], g)), y_train[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        model.eval()
-        digit, _ = model.predict(x_test)
-        model.heldout_accuracy = float((digit == y_test).float().mean())
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
+    def batch_loss(model, idx, g):
+        return F.cross_entropy(model(_shift(x_train[idx], g)), y_train[idx])
+
+    model = train_deterministic(DigitsClassifier, len(x_train), batch_loss, epochs=_EPOCHS, batch_size=_BATCH,
+                                lr=_LR, seed=_SEED)
+    digit, _ = model.predict(x_test)
+    model.heldout_accuracy = float((digit == y_test).float().mean())
     return model
 
 
@@ -141,24 +121,10 @@ def classifier_path(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def _load_cached(path: Path) -> DigitsClassifier | None:
     """The cached classifier, or None when the file is missing, corrupt or from another version."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("version") != str(CLASSIFIER_VERSION):
-            return None
-        model = DigitsClassifier()
-        model.load_state_dict(state, strict=True)
+    def restore(model, meta):
         model.heldout_accuracy = float(meta["heldout_accuracy"])
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            return None
-    except Exception:  # any unreadable/corrupt/mismatched file is simply rebuilt
-        return None
-    return model
+
+    return load_cached(path, DigitsClassifier, {"version": CLASSIFIER_VERSION}, restore)
 
 
 def load_digits_classifier(cache_dir: str | None = None) -> DigitsClassifier:

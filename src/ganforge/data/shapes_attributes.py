@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import download
+from .bundled_nets import load_cached, train_deterministic
 from .shapes_captioned import HEADS, RESOLUTIONS, ShapesCaptions, parse_caption, targets
 
 CLASSIFIER_VERSION = 1
@@ -102,40 +103,19 @@ def _noisy(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (x + s * torch.randn(x.shape, generator=g)).clamp_(0.0, 1.0)
 
 
-@torch.enable_grad()  # callers may sit under no_grad (evaluation during training)
 def train_shapes_classifier(resolution: int = 32, *, n_train: int = _N_TRAIN, epochs: int = _EPOCHS
                             ) -> ShapesAttributeClassifier:
     """Train the classifier from scratch, deterministically; sets `heldout_accuracy` on an independent test draw."""
     train = ShapesCaptions(split="train", n=n_train, resolution=resolution, seed=_DATA_SEED)
     test = ShapesCaptions(split="test", n=_N_TEST, resolution=resolution, seed=_DATA_SEED)
     x_train, y_train = to_classifier_input(train.x), train.targets
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)  # the same reduction order on every machine
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_SEED)  # weight init
-            model = ShapesAttributeClassifier(resolution)
-        g = torch.Generator().manual_seed(_SEED)
-        opt = torch.optim.Adam(model.parameters(), lr=_LR)
-        steps = epochs * ((len(x_train) + _BATCH - 1) // _BATCH)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=_LR, total_steps=steps)
-        model.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x_train), generator=g)
-            for i in range(0, len(perm), _BATCH):
-                idx = perm[i:i + _BATCH]
-                logits = model(_noisy(x_train[idx], g))
-                loss = sum(F.cross_entropy(logits[h], y_train[idx, k]) for k, h in enumerate(HEADS))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        model.eval()
-        model.heldout_accuracy = head_accuracy(model.predict(to_classifier_input(test.x)), test.targets)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
+    def batch_loss(model, idx, g):
+        logits = model(_noisy(x_train[idx], g))
+        return sum(F.cross_entropy(logits[h], y_train[idx, k]) for k, h in enumerate(HEADS))
+
+    model = train_deterministic(lambda: ShapesAttributeClassifier(resolution), len(x_train), batch_loss,
+                                epochs=epochs, batch_size=_BATCH, lr=_LR, seed=_SEED)
+    model.heldout_accuracy = head_accuracy(model.predict(to_classifier_input(test.x)), test.targets)
     return model
 
 
@@ -147,24 +127,11 @@ def classifier_path(resolution: int, cache_dir: str | os.PathLike | None = None)
 
 def _load_cached(path: Path, resolution: int) -> ShapesAttributeClassifier | None:
     """The cached classifier, or None when the file is missing, corrupt or from another version."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("version") != str(CLASSIFIER_VERSION) or meta.get("resolution") != str(resolution):
-            return None
-        model = ShapesAttributeClassifier(resolution)
-        model.load_state_dict(state, strict=True)
+    def restore(model, meta):
         model.heldout_accuracy = {k: float(v) for k, v in json.loads(meta["heldout_accuracy"]).items()}
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            return None
-    except Exception:  # any unreadable/corrupt/mismatched file is simply rebuilt
-        return None
-    return model
+
+    return load_cached(path, lambda: ShapesAttributeClassifier(resolution),
+                       {"version": CLASSIFIER_VERSION, "resolution": resolution}, restore)
 
 
 def load_shapes_classifier(resolution: int = 32, cache_dir: str | None = None) -> ShapesAttributeClassifier:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import download
+from .bundled_nets import load_cached, train_deterministic
 from .shapes_captioned import COLOUR_NAMES, RESOLUTIONS, SHAPES, sample_layout, shape_mask
 
 SEGMENTER_VERSION = 1
@@ -160,37 +161,18 @@ def train_shapes_segmenter(resolution: int = 32, *, n_train: int = _N_TRAIN, epo
     x_train, m_train = rendered_set(n_train, resolution, _DATA_SEED)
     x_test, m_test = rendered_set(n_test, resolution, _DATA_SEED + 1)
     x_train, t_train = to_segmenter_input(x_train), m_train.float()
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)  # the same reduction order on every machine
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_SEED)  # weight init
-            model = ShapesSegmenter(resolution)
-        g = torch.Generator().manual_seed(_SEED)
-        pos_weight = torch.full((len(CONCEPTS), 1, 1), _POS_WEIGHT)
-        opt = torch.optim.Adam(model.parameters(), lr=_LR)
-        steps = epochs * ((len(x_train) + _BATCH - 1) // _BATCH)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=_LR, total_steps=steps)
-        model.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x_train), generator=g)
-            for i in range(0, len(perm), _BATCH):
-                idx = perm[i:i + _BATCH]
-                loss = F.binary_cross_entropy_with_logits(model(_augment(x_train[idx], g)), t_train[idx],
-                                                          pos_weight=pos_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        model.eval()
-        clean = to_segmenter_input(x_test)
-        model.heldout_iou = concept_iou(model.probabilities(clean) > 0.5, m_test)
-        noisy = _augment(clean, torch.Generator().manual_seed(_SEED + 1))
-        model.heldout_iou_noisy = concept_iou(model.probabilities(noisy) > 0.5, m_test)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
+    pos_weight = torch.full((len(CONCEPTS), 1, 1), _POS_WEIGHT)
+
+    def batch_loss(model, idx, g):
+        return F.binary_cross_entropy_with_logits(model(_augment(x_train[idx], g)), t_train[idx],
+                                                  pos_weight=pos_weight)
+
+    model = train_deterministic(lambda: ShapesSegmenter(resolution), len(x_train), batch_loss, epochs=epochs,
+                                batch_size=_BATCH, lr=_LR, seed=_SEED)
+    clean = to_segmenter_input(x_test)
+    model.heldout_iou = concept_iou(model.probabilities(clean) > 0.5, m_test)
+    noisy = _augment(clean, torch.Generator().manual_seed(_SEED + 1))
+    model.heldout_iou_noisy = concept_iou(model.probabilities(noisy) > 0.5, m_test)
     return model
 
 
@@ -203,26 +185,12 @@ def segmenter_path(resolution: int, cache_dir: str | os.PathLike | None = None) 
 
 def _load_cached(path: Path, resolution: int) -> ShapesSegmenter | None:
     """The cached segmenter, or None when the file is missing, corrupt or from another version / concept list."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        if (meta.get("version") != str(SEGMENTER_VERSION) or meta.get("resolution") != str(resolution)
-                or json.loads(meta.get("concepts", "null")) != list(CONCEPTS)):
-            return None
-        model = ShapesSegmenter(resolution)
-        model.load_state_dict(state, strict=True)
+    def restore(model, meta):
         model.heldout_iou = {k: float(v) for k, v in json.loads(meta["heldout_iou"]).items()}
         model.heldout_iou_noisy = {k: float(v) for k, v in json.loads(meta["heldout_iou_noisy"]).items()}
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            return None
-    except Exception:  # any unreadable/corrupt/mismatched file is simply rebuilt
-        return None
-    return model
+
+    return load_cached(path, lambda: ShapesSegmenter(resolution),
+                       {"version": SEGMENTER_VERSION, "resolution": resolution, "concepts": list(CONCEPTS)}, restore)
 
 
 def load_shapes_segmenter(resolution: int = 32, cache_dir: str | os.PathLike | None = None) -> ShapesSegmenter:
