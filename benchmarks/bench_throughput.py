@@ -5,7 +5,7 @@ of the full training step (D phase + G phase + EMA). Modes: fp32, cl (channels-l
 fp16 on CUDA. `--rounds R` repeats the whole table R times, interleaving the modes, and reports the median of each
 cell and its ratio to fp32 in the same round (the machine is shared and noisy: ratios are the reliable figure).
 
-    python benchmarks/bench_throughput.py [--steps 20] [--rounds 3] [--device cpu|cuda] [--archs mlp,dcgan,resnet]
+    python benchmarks/bench_throughput.py [--steps 20] [--rounds 3] [--device cpu|cuda] [--archs mlp,dcgan,resnet,sagan]
                                           [--modes fp32,cl,bf16,bf16+cl] [--threads N]
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ CASES = {
     "mlp": ({"name": "ring8"}, {"name": "mlp"}),
     "dcgan": ({"name": "stacked-digits", "resolution": 32}, {"name": "dcgan"}),
     "resnet": ({"name": "stacked-digits", "resolution": 32}, {"name": "resnet"}),  # SNGAN CIFAR widths
+    "sagan": ({"name": "stacked-digits", "resolution": 32}, {"name": "sagan"}),  # the same + attention, SN in G
     "dcgan-8px": ({"name": "stacked-digits", "resolution": 8},  # the stacked-digits preset's model
                   {"name": "dcgan", "z_dim": 64, "g_ch": 64, "d_ch": 64, "d_sn": True}),
 }
