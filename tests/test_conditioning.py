@@ -76,6 +76,10 @@ def test_concat_appends_one_hot():
 def test_d_head_output_and_sn(name, sn):
     torch.manual_seed(0)
     text = D_HEADS.get(name).declares("uses_text", False)  # reads sentence embeddings, not labels
+    if D_HEADS.get(name).declares("normalized", False):  # SAN: a unit-norm weight instead of spectral norm
+        with pytest.raises(GanforgeError, match="sn"):
+            D_HEADS.build(name, {"sn": sn}, in_features=10, num_classes=K)
+        return
     head = D_HEADS.build(name, {"sn": sn}, in_features=10, num_classes=0 if text else K,
                          text_dim=TEXT_DIM if text else 0)
     y = torch.randn(5, TEXT_DIM) if text else torch.tensor([0, 1, 2, 3, 0])

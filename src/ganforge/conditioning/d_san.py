@@ -45,6 +45,7 @@ class SANHead(DHead):
     """
 
     provides = frozenset({"san_dir"})  # labels: used when the run is class-conditional (omega_y), else ignored
+    normalized = True  # a unit-norm weight takes the place of spectral norm: no `sn` option
 
     def __init__(self, *, in_features: int, num_classes: int = 0, d_sn: bool = True, weight: float = 1.0):
         super().__init__()
