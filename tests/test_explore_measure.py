@@ -35,3 +35,17 @@ def test_change_per_unit_step_is_the_hand_value_along_each_axis_and_random_direc
     assert 0 < r["mean"] < 1 / 8 and r["std"] > 0  # |cos| of a random direction to e_1, times 1/8
     assert out["best_change_mean"] == pytest.approx((1 / 8 + 0) / 2, rel=1e-5)
     assert 0 < out["random_best_change_mean"] < 1 / 8
+
+
+def test_user_networks_come_from_a_module_or_a_factory_path_with_one_line_errors():
+    from ganforge.errors import GanforgeError
+    from ganforge.explore.base import user_network
+
+    net = user_network("torch.nn:Identity", "where", "cpu")  # the factory is called with no arguments
+    assert isinstance(net, torch.nn.Identity) and not net.training
+    with pytest.raises(GanforgeError, match="where: expected 'package.module:function', got 'torch.nn'"):
+        user_network("torch.nn", "where", "cpu")
+    with pytest.raises(GanforgeError, match="where: cannot import 'no_such_mod:f'"):
+        user_network("no_such_mod:f", "where", "cpu")
+    with pytest.raises(GanforgeError, match="where: expected an nn.Module, got int"):
+        user_network(3, "where", "cpu")

@@ -20,7 +20,6 @@ A binary quantity of an attribute (what an SVM boundary or a latent classifier s
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
@@ -139,23 +138,14 @@ def _shapes(G: nn.Module, device: str, cache_dir: str | None) -> AttributeScorer
 
 
 def _user_module(module: Any, attributes: Mapping[str, int] | None, device: str) -> AttributeScorer:
-    if isinstance(module, str):
-        mod_name, sep, fn_name = module.partition(":")
-        if not sep or not mod_name or not fn_name:
-            raise GanforgeError(f"attribute classifier module: expected 'package.module:function', got {module!r}")
-        try:
-            module = getattr(importlib.import_module(mod_name), fn_name)()
-        except (ImportError, AttributeError) as e:
-            raise GanforgeError(f"attribute classifier module: cannot import {module!r} ({e})") from e
-    if not callable(module):
-        raise GanforgeError(f"attribute classifier module: expected an nn.Module, got {type(module).__name__}")
+    from .base import user_network
+
+    module = user_network(module, "attribute classifier module", device)
     if not attributes or not isinstance(attributes, Mapping):
         raise GanforgeError("attribute classifier module: declare its outputs, attributes={name: number of outputs}")
     for attr, k in attributes.items():
         if not isinstance(k, int) or k < 1:
             raise GanforgeError(f"attribute classifier module: attribute {attr!r} must declare >= 1 outputs, got {k!r}")
-    if isinstance(module, nn.Module):
-        module = module.to(device).eval()
     return AttributeScorer("module", module, attributes,
                            lambda x: ((x.float().to(device) + 1) / 2).clamp(0, 1))
 

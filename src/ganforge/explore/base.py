@@ -44,6 +44,24 @@ class Explorer:
         raise NotImplementedError
 
 
+def user_network(module: Any, where: str, device: str) -> Any:
+    """A user's network: an nn.Module / callable, or "package.module:function" returning one (one-line errors naming
+    `where`); a module is moved to `device` in eval mode. Fed images in [0, 1] by the caller."""
+    import importlib
+
+    if isinstance(module, str):
+        mod_name, sep, fn_name = module.partition(":")
+        if not sep or not mod_name or not fn_name:
+            raise GanforgeError(f"{where}: expected 'package.module:function', got {module!r}")
+        try:
+            module = getattr(importlib.import_module(mod_name), fn_name)()
+        except (ImportError, AttributeError) as e:
+            raise GanforgeError(f"{where}: cannot import {module!r} ({e})") from e
+    if not callable(module):
+        raise GanforgeError(f"{where}: expected an nn.Module, got {type(module).__name__}")
+    return module.to(device).eval() if isinstance(module, torch.nn.Module) else module
+
+
 # ---------------------------------------------------------------------------------------------------------- running
 def explore_dir(G: torch.nn.Module, method: str) -> Path:
     """Default output: RUN/explore/METHOD for an export inside a run dir, else EXPORT/explore/METHOD."""

@@ -30,7 +30,6 @@ points) is a one-line error.
 """
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
@@ -43,7 +42,7 @@ from PIL import Image, ImageColor, ImageDraw
 from ..checks import check_int
 from ..errors import GanforgeError
 from ..registries import EXPLORERS
-from .base import Explorer, render_grid, row_latents, save_png
+from .base import Explorer, render_grid, row_latents, save_png, user_network
 from .dissect_scores import MIN_LABEL_FRACTION, UnitScores, quantiles, score_units
 from .plot import PALETTE
 
@@ -99,21 +98,10 @@ def _shapes_segmenter(G: torch.nn.Module, device: str) -> Segmenter:
 
 
 def _module_segmenter(module: Any, concepts: Sequence[str] | None, device: str) -> Segmenter:
-    if isinstance(module, str):
-        mod_name, sep, fn_name = module.partition(":")
-        if not sep or not mod_name or not fn_name:
-            raise GanforgeError(f"{WHERE}: segmenter module: expected 'package.module:function', got {module!r}")
-        try:
-            module = getattr(importlib.import_module(mod_name), fn_name)()
-        except (ImportError, AttributeError) as e:
-            raise GanforgeError(f"{WHERE}: segmenter module: cannot import {module!r} ({e})") from e
-    if not callable(module):
-        raise GanforgeError(f"{WHERE}: segmenter module: expected a network, got {type(module).__name__}")
+    module = user_network(module, f"{WHERE}: segmenter module", device)
     if not concepts or len(set(concepts)) != len(concepts):
         raise GanforgeError(f"{WHERE}: segmenter module: name its outputs, concepts=[name, ...] (distinct), got "
                             f"{concepts!r}")
-    if isinstance(module, torch.nn.Module):
-        module = module.to(device).eval()
     return Segmenter("module", module, [str(c) for c in concepts],
                      lambda x: ((x.float().to(device) + 1) / 2).clamp(0, 1))
 
