@@ -6,9 +6,9 @@ a style-based G's first style affine) is replaced by a rank-`rank` orthogonal pr
 augmentation and data (the paper adds no loss: "ordinary StyleGAN2 losses"), training only the projector (the paper's
 default) or all of G (`train: full`, the paper's --training_FULL), and the directions are read off the projector: the
 first `rank` rows of Q(V), each with singular value 1 (the paper's closed-form factorization of an orthogonal W).
-The paper fine-tunes for about 1% of the original steps. The projector starts (`init=svd`, our default) as the top-`rank`
-singular subspaces of the trained layer, or as the authors' code does (`init=random`, U, V ~ N(0, 0.05^2)), which a
-short fine-tuning does not recover from (docs/benchmarks.md).
+The paper fine-tunes for about 1% of the original steps. The projector starts (`init=svd`, our default) as the
+top-`rank` singular subspaces of the trained layer, or as the authors' code does (`init=random`, U, V ~ N(0, 0.05^2)),
+which a short fine-tuning does not recover from (docs/benchmarks.md).
 
 The fine-tuning runs in a scratch run directory (config = the run's config.yaml, `train.init_from` = the run) that is
 deleted afterwards; the fine-tuned projector is kept as projector.safetensors and the edits are rendered with the
