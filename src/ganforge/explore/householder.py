@@ -70,7 +70,7 @@ def replace_module(root: torch.nn.Module, name: str, new: torch.nn.Module) -> No
 
 @EXPLORERS.register("householder")
 class Householder(SeFa):
-    """Householder projector: fine-tune G with an orthogonal low-rank projector in a latent layer; its directions."""
+    """Householder projector (Song et al. 2023): fine-tune G with an orthogonal low-rank latent layer; its directions."""
 
     def __init__(self, *, layer: str | None = None, rank: int = 10, finetune_steps: int = 200, lr: float | None = None,
                  train: Literal["projector", "full"] = "projector", init: Literal["random", "svd"] = "svd",
