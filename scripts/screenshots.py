@@ -52,6 +52,14 @@ def train_runs(work: Path, steps: int) -> list[Path]:
     return runs
 
 
+def _checked(rec, out: Path) -> None:
+    """Stop on the page's console errors or a blank / wrong-sized picture; else say where it went."""
+    problems = rec.errors + check_screenshot(out, (VIEWPORT["width"], VIEWPORT["height"]))
+    if problems:
+        raise SystemExit(f"{out}: " + "; ".join(problems))
+    print(f"wrote {out}")
+
+
 def shoot(browser: Browser, page_file: Path, selector: str, out: Path) -> None:
     """Open `page_file`, wait for the charts, scroll `selector` to the top and save the viewport to `out`."""
     rec = browser.page()
@@ -61,10 +69,7 @@ def shoot(browser: Browser, page_file: Path, selector: str, out: Path) -> None:
     rec.page.eval_on_selector(selector, "e => { e.scrollIntoView(); window.scrollTo(0, window.scrollY); }")
     rec.screenshot(out)
     rec.page.context.close()
-    problems = rec.errors + check_screenshot(out, (VIEWPORT["width"], VIEWPORT["height"]))
-    if problems:
-        raise SystemExit(f"{out}: " + "; ".join(problems))
-    print(f"wrote {out}")
+    _checked(rec, out)
 
 
 def shoot_lab(browser: Browser, work: Path, steps: int, out: Path) -> None:
@@ -89,10 +94,7 @@ def shoot_lab(browser: Browser, work: Path, steps: int, out: Path) -> None:
         print(f"lab: trained ring8 live to step {step} ({time.perf_counter() - t0:.0f} s)")
         rec.screenshot(out)
         rec.page.context.close()
-    problems = rec.errors + check_screenshot(out, (VIEWPORT["width"], VIEWPORT["height"]))
-    if problems:
-        raise SystemExit(f"{out}: " + "; ".join(problems))
-    print(f"wrote {out}")
+    _checked(rec, out)
 
 
 def main() -> None:
