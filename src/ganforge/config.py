@@ -22,6 +22,7 @@ import yaml
 from .errors import GanforgeError
 from .config_files import apply_overrides, load_raw, parse_value, presets_dir, resolve_preset  # noqa: F401
 from .registry import Registry, check_type
+from .training.schedules import Schedule, component_target, parse_schedules
 
 
 @dataclass
@@ -54,6 +55,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_start: int = 0  # step from which G_ema averages (before it, G_ema copies G)
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)) so early G_ema is not stuck near init
+    ema_kimg: float = 0.0  # > 0: G_ema's half-life in thousands of G images instead of ema_decay (StyleGAN2-ADA):
+    # beta = 0.5 ** (batch_size / (ema_kimg * 1000)); 0 keeps ema_decay
+    ema_rampup: float = 0.0  # > 0 (with ema_kimg): the half-life is at most ema_rampup x the images shown so far
     amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA: GradScaler)
     channels_last: bool | None = None  # channels-last memory format for G, D and D's inputs; None: where the family
     # declares that it helps (convolutional families)
@@ -111,6 +115,7 @@ class RunConfig:
     plugins: list[str] = field(default_factory=list)
     fake_labels: str = FAKE_LABELS_DEFAULT  # conditioning.fake_labels: how G's class labels are drawn (phase_runner.py)
     text: Component | None = None  # conditioning.text: the caption encoder of a text-conditional run (TEXT_ENCODERS)
+    schedules: list[Schedule] = field(default_factory=list)  # hyperparameters that move with nimg (schedules.py)
 
     def components(self) -> list[tuple[str, Registry, Component]]:
         """(config key, registry, choice) of every training component."""
@@ -152,6 +157,7 @@ class RunConfig:
             "optim": _plain(dataclasses.asdict(self.optim)),
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
+            **({"schedules": [sch.to_dict() for sch in self.schedules]} if self.schedules else {}),
         }
 
     def _conditioning_dict(self) -> dict[str, Any]:
@@ -173,7 +179,7 @@ def _plain(d: dict) -> dict:
 
 
 _TOP_KEYS = ("plugins", "seed", "data", "model", "conditioning", "loss", "regularizers", "augment", "optim", "train",
-             "eval")
+             "eval", "schedules")
 _DEFAULTS = {
     "plugins": [],
     "seed": 0,
@@ -265,6 +271,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         plugins=list(plugins),
         fake_labels=check_type(cond.get("fake_labels", FAKE_LABELS_DEFAULT), str, "conditioning.fake_labels"),
         text=_component(cond["text"], TEXT_ENCODERS, "conditioning.text") if cond.get("text") is not None else None,
+        schedules=parse_schedules(raw.get("schedules")),
     )
     cfg.eval.metrics = [metric_spec(m, METRICS, f"eval.metrics.{i}") for i, m in enumerate(cfg.eval.metrics)]
     _check_values(cfg)
@@ -325,6 +332,27 @@ def _check_text(cfg: RunConfig) -> None:
                             f"({', '.join(cfg.label_users())}); choose components that read captions only")
 
 
+def schedule_components(cfg: RunConfig) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Config key -> (name, options given, option defaults) of the components a schedule may address."""
+    return {where: (comp.name, comp.options, reg.get(comp.name, where).defaults())
+            for where, reg, comp in cfg.components() if where == "loss" or where == "augment"
+            or where.startswith("regularizers.")}
+
+
+def _check_schedules(cfg: RunConfig) -> None:
+    """Every schedule addresses a value this config has (its start is the configured value)."""
+    components = schedule_components(cfg)
+    for i, sch in enumerate(cfg.schedules):
+        if sch.key.split(".")[0] in ("loss", "regularizers", "augment"):
+            component_target(sch.key, components, f"schedules.{i}")
+        elif sch.key == "train.ema_kimg" and cfg.train.ema_kimg <= 0 and sch.to <= 0:
+            raise GanforgeError(f"schedules.{i}: train.ema_kimg stays 0 (ema_decay is used), so the schedule does "
+                                f"nothing; set `to` > 0")
+    if cfg.train.ema_kimg < 0 or cfg.train.ema_rampup < 0:
+        raise GanforgeError(f"train.ema_kimg / train.ema_rampup: expected numbers >= 0, got {cfg.train.ema_kimg} / "
+                            f"{cfg.train.ema_rampup}")
+
+
 def _check_values(cfg: RunConfig) -> None:
     positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
                 "train.accumulate": cfg.train.accumulate, "optim.d_steps": cfg.optim.d_steps,
@@ -346,6 +374,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise GanforgeError(f"conditioning.fake_labels: expected one of {', '.join(FAKE_LABELS)}, got "
                             f"{cfg.fake_labels!r}")
     _check_text(cfg)
+    _check_schedules(cfg)
     if cfg.fake_labels != FAKE_LABELS_DEFAULT and not cfg.conditional:
         raise GanforgeError(f"conditioning.fake_labels: {cfg.fake_labels!r} draws G's class labels, but no chosen "
                             f"component uses labels (the run is unconditional); remove it or choose a "

@@ -79,6 +79,15 @@ class ScheduledP(Augment):
                 self._set_p(moved[0])
                 self.rt.fill_(moved[1])
 
+    def set_hyperparameter(self, option: str, value: float) -> None:
+        """A value from the config's `schedules` (training/schedules.py): only p, and only with schedule 'fixed'."""
+        if option != "p":
+            raise GanforgeError(f"schedules: augment {type(self).__name__} takes only p from a schedule, not {option!r}")
+        if self.schedule != "fixed":
+            raise GanforgeError(f"schedules: a scheduled augment.p needs augment.schedule 'fixed' (the "
+                                f"{self.schedule!r} schedule moves p itself)")
+        self._set_p(min(max(value, 0.0), 1.0))
+
     def _set_p(self, value: float) -> None:
         self.p.fill_(value)
         self._p = float(value)

@@ -13,9 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..objectives.base import StepInfo
-from ..training.ema import update_ema
-from ..training.phases import lr_multiplier, set_lr
-from ..training.rng import derive_seed, seed_everything
 from ..training.trainer import Trainer
 
 
@@ -31,11 +28,7 @@ class PhaseStepper:
 
     def _begin(self) -> None:
         """What `train_step` does first: the step's global seed and the learning-rate schedule."""
-        t = self.t
-        seed_everything(derive_seed(t.cfg.seed, "step", t.dist.rank, t.step))
-        mult = lr_multiplier(t.cfg.optim.lr_decay, t.step, t.cfg.train.steps, t.cfg.optim.lr_decay_start)
-        for opt in t.opt.values():
-            set_lr(opt, mult)
+        self.t.begin_step()
 
     def d_step(self) -> dict[str, float]:
         """One D step: every D phase due at D-step index `step * d_steps + d_taken`; G is left untouched."""
@@ -72,7 +65,7 @@ class PhaseStepper:
         for phase in t.phases:
             if phase.net == "G" and phase.due(t.step):
                 logs.update(run.run(phase, micro, t.step, info))
-        update_ema(t.G_ema, t.G, t.cfg.train.ema_decay, t.step, t.cfg.train.ema_start, t.cfg.train.ema_warmup)
+        t.update_ema()
         t.step += 1
         self._micro, self.d_taken = None, 0
         self.g_updates += 1

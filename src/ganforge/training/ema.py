@@ -18,6 +18,15 @@ def ema_beta(decay: float, step: int, start: int = 0, warmup: bool = False) -> f
     return min(decay, (1 + t) / (10 + t)) if warmup else decay
 
 
+def halflife_decay(batch: int, ema_kimg: float, nimg: int, rampup: float = 0.0) -> float:
+    """StyleGAN2-ADA's G_ema decay from a half-life of `ema_kimg` thousand images: 0.5 ** (batch / half-life), the
+    half-life capped at rampup x the images shown so far when `rampup` > 0 (so early G_ema follows G closely)."""
+    ema_nimg = ema_kimg * 1000
+    if rampup > 0:
+        ema_nimg = min(ema_nimg, nimg * rampup)
+    return 0.5 ** (batch / max(ema_nimg, 1e-8))
+
+
 @torch.no_grad()
 def update_ema(G_ema: nn.Module, G: nn.Module, decay: float, step: int, start: int = 0, warmup: bool = False) -> None:
     beta = ema_beta(decay, step, start, warmup)

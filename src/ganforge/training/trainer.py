@@ -27,7 +27,8 @@ from .build import build_run, count_params, export_meta
 from .checkpoint import atomic_save, load_latest, save_checkpoint
 from .init_from import init_weights
 from .divergence import DivergenceGuard
-from .ema import update_ema
+from .ema import halflife_decay, update_ema
+from .schedule_runner import ScheduleRunner
 from .export import staged_dir, write_export, export_generator
 from .loader import BatchStream
 from .logging import RunLog, append_jsonl, truncate_jsonl
@@ -85,6 +86,8 @@ class Trainer:
         self.opt = {net: make_optimizer([p for m in mods for p in m.parameters() if id(p) not in frozen], lr,
                                         o.betas, o.eps, lazy_ratio(self.phases, net))
                     for net, mods, lr in (("G", self.nets["G"], o.g_lr), ("D", self.nets["D"], o.d_lr))}
+        self.schedules = ScheduleRunner(self)
+        self.hyper: dict[str, float] = {}  # this step's scheduled values (schedules.py)
         fp16 = cfg.train.amp == "fp16"
         self.scaler = {n: torch.amp.GradScaler(device.type, enabled=fp16) for n in ("G", "D")}
         self.stream = BatchStream(self.dataset, cfg.train.batch_size, cfg.seed, dist.rank, dist.world)
@@ -240,10 +243,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One G step with its optim.d_steps D steps: every phase that is due, then EMA."""
         cfg, run = self.cfg, self.runner
-        seed_everything(derive_seed(cfg.seed, "step", self.dist.rank, self.step))
-        mult = lr_multiplier(cfg.optim.lr_decay, self.step, cfg.train.steps, cfg.optim.lr_decay_start)
-        for opt in self.opt.values():
-            set_lr(opt, mult)
+        self.begin_step()
         B = cfg.train.batch_size
         logs: dict[str, float] = {}
         micro: list[dict[str, Any]] = []
@@ -260,9 +260,30 @@ class Trainer:
         for phase in self.phases:
             if phase.net == "G" and phase.due(self.step):
                 logs.update(run.run(phase, micro, self.step, info))
-        update_ema(self.G_ema, self.G, cfg.train.ema_decay, self.step, cfg.train.ema_start, cfg.train.ema_warmup)
+        self.update_ema()
         self.step += 1
         return logs
+
+    def begin_step(self) -> None:
+        """What every step does first: its global seed, the scheduled hyperparameters, the learning-rate decay."""
+        cfg = self.cfg
+        seed_everything(derive_seed(cfg.seed, "step", self.dist.rank, self.step))
+        self.hyper = self.schedules.values(self.nimg())
+        self.schedules.apply(self.hyper)
+        mult = lr_multiplier(cfg.optim.lr_decay, self.step, cfg.train.steps, cfg.optim.lr_decay_start)
+        for opt in self.opt.values():
+            set_lr(opt, mult)
+
+    def update_ema(self) -> None:
+        """G_ema <- its average with G: ema_decay, or the (scheduled) half-life train.ema_kimg when set."""
+        t = self.cfg.train
+        kimg = self.hyper.get("train.ema_kimg", t.ema_kimg)
+        if kimg > 0 or "train.ema_kimg" in self.hyper:  # a scheduled half-life may start at 0 (R3GAN: G_ema = G)
+            decay = halflife_decay(t.batch_size, kimg, self.nimg(), t.ema_rampup)
+            update_ema(self.G_ema, self.G, decay, self.step, t.ema_start, warmup=False)
+        else:
+            update_ema(self.G_ema, self.G, self.hyper.get("train.ema_decay", t.ema_decay), self.step, t.ema_start,
+                       t.ema_warmup)
 
     def log_values(self) -> dict[str, float]:
         """Numbers stateful components want in the training log (augmentation p, LeCam anchors, ...)."""
