@@ -1,7 +1,12 @@
-"""CPU training-step throughput: ganforge's SNGAN-32 against PyTorch-StudioGAN's own SNGAN code, in one process.
+"""CPU training-step throughput: ganforge's SNGAN / SAGAN / BigGAN at 32 px against PyTorch-StudioGAN's own code.
 
-    python benchmarks/bench_vs_studiogan.py --studiogan /path/to/PyTorch-StudioGAN/src
+    python benchmarks/bench_vs_studiogan.py --studiogan /path/to/PyTorch-StudioGAN/src [--family sngan|sagan|biggan]
         [--modes fp32,cl,bf16,bf16+cl] [--rounds 7] [--steps-per-round 5] [--warmup 3] [--threads N] [--json OUT]
+
+`--family` picks StudioGAN's configs/CIFAR10/{SNGAN,SAGAN,BigGAN}.yaml and the matching ganforge model (FAMILIES
+below); the parameter counts of both sides are asserted equal. What follows describes the SNGAN case; SAGAN adds
+self-attention after G block 2 / D block 1 and SN in G, BigGAN is StudioGAN's big_resnet (z 80, shared embedding 128,
+hierarchical z, widths 96 x 4) against ganforge's `biggan` with g=shared.
 
 Both sides: SNGAN ResNet, 3x32x32, 10 classes, z_dim 128, G 256 wide with conditional BN, D 128 wide with spectral
 norm and a projection head, hinge loss, batch 64, Adam lr 2e-4 betas (0.5, 0.999), train mode, 1 D step per G step.
@@ -49,6 +54,16 @@ from torch import nn
 MODES: dict[str, tuple[bool, bool]] = {"fp32": (False, False), "cl": (True, False), "bf16": (False, True),
                                        "bf16+cl": (True, True)}  # name -> (channels_last, bf16 autocast)
 BATCH, NUM_CLASSES = 64, 10
+# family -> (StudioGAN config under configs/CIFAR10, its (backbone, g_cond_mtd, d_cond_mtd), ganforge model + conditioning)
+FAMILIES: dict[str, tuple[str, tuple[str, str, str], dict[str, Any], dict[str, Any]]] = {
+    "sngan": ("SNGAN.yaml", ("resnet", "cBN", "PD"), {"name": "resnet"},
+              {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
+    "sagan": ("SAGAN.yaml", ("resnet", "cBN", "PD"),
+              {"name": "sagan", "g_sn": True, "d_sn": True, "attn_g": [2], "attn_d": [1]},
+              {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
+    "biggan": ("BigGAN.yaml", ("big_resnet", "cBN", "PD"), {"name": "biggan", "z_dim": 80, "g_ch": 96, "d_ch": 96},
+               {"g": {"name": "shared", "dim": 128, "sn": True}, "d": {"name": "projection"}}),
+}
 STAND_INS = ("torchvision", "torchvision.datasets", "torchvision.utils", "torchvision.transforms", "seaborn",
              "matplotlib", "matplotlib.pyplot", "kornia", "kornia.filters")
 
@@ -96,9 +111,9 @@ def channels_last_of(net: nn.Module) -> bool:
 
 
 class GanforgeSide:
-    """ganforge's Trainer on SNGAN-32 (resnet, cbn, projection, hinge); one step = `Trainer.train_step()`."""
+    """ganforge's Trainer on the family's CIFAR-shaped recipe (hinge, batch 64); one step = `Trainer.train_step()`."""
 
-    def __init__(self, run_dir: str, channels_last: bool, bf16: bool):
+    def __init__(self, run_dir: str, channels_last: bool, bf16: bool, family: str = "sngan"):
         from ganforge.config import TrainConfig, from_dict
         from ganforge.training.distributed import DistInfo
         from ganforge.training.trainer import Trainer
@@ -108,8 +123,9 @@ class GanforgeSide:
             train["channels_last"] = channels_last  # always explicit: its default (None) lets the family choose
         elif channels_last:
             raise NotSupported("this ganforge has no train.channels_last")
-        cfg = from_dict({"data": {"name": "digits", "resolution": 32, "channels": 3}, "model": {"name": "resnet"},
-                         "conditioning": {"g": {"name": "cbn"}, "d": {"name": "projection"}},
+        _, _, model, conditioning = FAMILIES[family]
+        cfg = from_dict({"data": {"name": "digits", "resolution": 32, "channels": 3}, "model": model,
+                         "conditioning": conditioning,
                          "loss": {"name": "hinge"}, "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.5, 0.999]},
                          "train": train})
         assert cfg.optim.d_steps == 1 and cfg.data.options.get("resolution") == 32
@@ -122,18 +138,20 @@ class GanforgeSide:
 
 
 class StudioGANSide:
-    """StudioGAN's SNGAN (configs/CIFAR10/SNGAN.yaml, models/resnet.py), stepped like its worker.py."""
+    """StudioGAN's family config (configs/CIFAR10/<F>.yaml, models/<backbone>.py), stepped like its worker.py."""
 
-    def __init__(self, src: Path, reals: torch.Tensor, reals_y: torch.Tensor, channels_last: bool, bf16: bool):
+    def __init__(self, src: Path, reals: torch.Tensor, reals_y: torch.Tensor, channels_last: bool, bf16: bool,
+                 family: str = "sngan"):
         if str(src) not in sys.path:
             sys.path.insert(0, str(src))
         config, self.misc = importlib.import_module("config"), importlib.import_module("utils.misc")
-        self.sample, resnet = importlib.import_module("utils.sample"), importlib.import_module("models.resnet")
-        c = config.Configurations(str(src / "configs" / "CIFAR10" / "SNGAN.yaml"))
+        yaml_name, methods, _, _ = FAMILIES[family]
+        c = config.Configurations(str(src / "configs" / "CIFAR10" / yaml_name))
         c.update_cfgs({"mixed_precision": False, "langevin_sampling": False}, super="RUN")
         c.define_losses()
         M, D = c.MODEL, c.DATA
-        assert (M.backbone, M.g_cond_mtd, M.d_cond_mtd, c.LOSS.adv_loss) == ("resnet", "cBN", "PD", "hinge")
+        assert (M.backbone, M.g_cond_mtd, M.d_cond_mtd, c.LOSS.adv_loss) == (*methods, "hinge")
+        self.sample, net = importlib.import_module("utils.sample"), importlib.import_module(f"models.{M.backbone}")
         assert (D.img_size, D.num_classes, M.z_dim, c.OPTIMIZATION.batch_size) == (32, NUM_CLASSES, 128, BATCH)
         torch.manual_seed(0)
 
@@ -141,8 +159,7 @@ class StudioGANSide:
             kw = {k: getattr(M, k) for k in inspect.signature(cls).parameters if hasattr(M, k)}
             return cls(**kw, img_size=D.img_size, num_classes=D.num_classes, mixed_precision=False,
                        MODULES=c.MODULES, MODEL=M)
-        self.G, self.D = build(resnet.Generator), build(resnet.Discriminator)
-        assert self.G.out_dims == [256] * 3 and self.D.out_dims == [128] * 4, "SNGAN-32 widths: G 256, D 128"
+        self.G, self.D = build(net.Generator), build(net.Discriminator)  # sizes: check_same_size asserts them
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.G, self.D = self.G.to(memory_format=self.memory_format), self.D.to(memory_format=self.memory_format)
         c.define_optimizer(self.G, self.D)  # StudioGAN's Adam: lr 2e-4, betas (0.5, 0.999), eps 1e-6
@@ -218,11 +235,11 @@ def run_mode(mode: str, src: Path, a: argparse.Namespace) -> dict[str, Any]:
     channels_last, bf16 = MODES[mode]
     with tempfile.TemporaryDirectory(prefix="bench-vs-studiogan-") as run_dir:
         try:
-            gf = GanforgeSide(run_dir, channels_last, bf16)
+            gf = GanforgeSide(run_dir, channels_last, bf16, a.family)
         except NotSupported as e:
             print(f"[{mode}] skipped: {e}")
             return {"mode": mode, "skipped": str(e)}
-        sg = StudioGANSide(src, gf.tr.dataset.x, gf.tr.dataset.y, channels_last, bf16)  # the same digits
+        sg = StudioGANSide(src, gf.tr.dataset.x, gf.tr.dataset.y, channels_last, bf16, a.family)  # the same digits
         sizes = check_same_size(gf, sg)
         formats = {f"{side} {net}": channels_last_of(getattr(obj, net)) for side, obj in (("ganforge", gf),
                    ("StudioGAN", sg)) for net in ("G", "D")}
@@ -247,6 +264,7 @@ def run_mode(mode: str, src: Path, a: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--studiogan", required=True, type=Path, help="the src/ folder of a PyTorch-StudioGAN checkout")
+    p.add_argument("--family", default="sngan", choices=sorted(FAMILIES))
     p.add_argument("--modes", default="fp32,cl,bf16,bf16+cl")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps-per-round", type=int, default=5)
