@@ -228,7 +228,8 @@ def test_dissect_runs_on_every_conv_generator_and_names_the_reason_otherwise(arc
                                                                              monkeypatch):
     monkeypatch.setenv("GANFORGE_CACHE", str(segmenter_cache[0]))
     G = tiny_G(arch)
-    convs = any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in G.modules())
+    # a convolutional family declares channels_last (its convs may be functional, e.g. StyleGAN2's modulated ones)
+    convs = G.channels_last or any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in G.modules())
     opts = {"n": 12, "n_ace": 6, "random_draws": 2, "top": 2, "show": 2}  # segmenter: the bundled shapes one
     if not convs:
         with pytest.raises(GanforgeError, match="has no convolutional feature maps") as e:

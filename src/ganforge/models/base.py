@@ -29,6 +29,7 @@ class Generator(nn.Module):
     num_classes: int
     img_shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
     channels_last: bool = False  # channels-last memory format helps this family (convolutional)
+    bounded_output: bool = True  # images come out in [-1, 1] (tanh); False for a linear output (StyleGAN2, R3GAN)
 
     @property
     def channels(self) -> int:
