@@ -76,7 +76,7 @@ def test_concat_appends_one_hot():
 def test_d_head_output_and_sn(name, sn):
     torch.manual_seed(0)
     text = D_HEADS.get(name).declares("uses_text", False)  # reads sentence embeddings, not labels
-    if D_HEADS.get(name).declares("normalized", False):  # SAN: a unit-norm weight instead of spectral norm
+    if "sn" not in D_HEADS.get(name).options():  # SAN's unit-norm weight, SPD's equalized lr: no spectral norm
         with pytest.raises(GanforgeError, match="sn"):
             D_HEADS.build(name, {"sn": sn}, in_features=10, num_classes=K)
         return
