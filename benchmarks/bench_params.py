@@ -21,7 +21,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # preset -> (reference, G params, D params, source); filled where the reference publishes or ships a count
-REFERENCE: dict[str, tuple[str, str, str, str]] = {}
+REFERENCE: dict[str, tuple[str, str, str, str]] = {
+    "cifar10-stylegan2": ("StudioGAN", "20,215,315", "23,089,664", "its CIFAR10/StyleGAN2 training log"),
+    "cifar10-stylegan2-ada": ("StudioGAN", "20,215,315", "23,089,664", "its CIFAR10/StyleGAN2 training log"),
+    "cifar10-r3gan": ("R3GAN authors' code", "20,781,952", "21,280,512",
+                      "counted from its Networks.py at the CIFAR-10 preset; G differs by the class embedding's shape"),
+}
 # preset -> the StudioGAN config (bench_vs_studiogan.FAMILIES) with the same backbone AND conditioning
 STUDIOGAN_TWIN = {"cifar10-cgan-pd": "sngan", "cifar10-sagan": "sagan", "cifar10-biggan": "biggan"}
 

@@ -61,7 +61,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, str, str], dict[str, Any], dict[str, A
     "sagan": ("SAGAN.yaml", ("resnet", "cBN", "PD"),
               {"name": "sagan", "g_sn": True, "d_sn": True, "attn_g": [2], "attn_d": [1]},
               {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
-    "biggan": ("BigGAN.yaml", ("big_resnet", "cBN", "PD"), {"name": "biggan", "z_dim": 80, "g_ch": 96, "d_ch": 96},
+    "biggan": ("BigGAN.yaml", ("big_resnet", "cBN", "PD"),
+               {"name": "biggan", "z_dim": 80, "g_ch": 96, "d_ch": 48, "attn_res": 16},  # D 4 x 48 = StudioGAN's 2 x 96
                {"g": {"name": "shared", "dim": 128, "sn": True}, "d": {"name": "projection"}}),
 }
 STAND_INS = ("torchvision", "torchvision.datasets", "torchvision.utils", "torchvision.transforms", "seaborn",
@@ -145,14 +146,14 @@ class StudioGANSide:
         if str(src) not in sys.path:
             sys.path.insert(0, str(src))
         config, self.misc = importlib.import_module("config"), importlib.import_module("utils.misc")
-        yaml_name, methods, _, _ = FAMILIES[family]
+        yaml_name, methods, model, _ = FAMILIES[family]
         c = config.Configurations(str(src / "configs" / "CIFAR10" / yaml_name))
         c.update_cfgs({"mixed_precision": False, "langevin_sampling": False}, super="RUN")
         c.define_losses()
         M, D = c.MODEL, c.DATA
         assert (M.backbone, M.g_cond_mtd, M.d_cond_mtd, c.LOSS.adv_loss) == (*methods, "hinge")
         self.sample, net = importlib.import_module("utils.sample"), importlib.import_module(f"models.{M.backbone}")
-        assert (D.img_size, D.num_classes, M.z_dim, c.OPTIMIZATION.batch_size) == (32, NUM_CLASSES, 128, BATCH)
+        assert (D.img_size, D.num_classes, M.z_dim, c.OPTIMIZATION.batch_size) == (32, NUM_CLASSES, model.get("z_dim", 128), BATCH)
         torch.manual_seed(0)
 
         def build(cls: type) -> nn.Module:  # as models/model.py: every MODEL.<arg>, plus the DATA / RUN ones
