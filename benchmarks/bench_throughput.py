@@ -2,10 +2,12 @@
 
 Each (architecture, mode) runs in its own subprocess (so peak RSS is its own): a few warm-up steps, then timed steps
 of the full training step (D phase + G phase + EMA). Modes: fp32, cl (channels-last), bf16 (autocast), bf16+cl, and
-fp16 on CUDA. `--rounds R` repeats the whole table R times, interleaving the modes, and reports the median of each
-cell and its ratio to fp32 in the same round (the machine is shared and noisy: ratios are the reliable figure).
+fp16 on CUDA. The families of PRESET_CASES run with their CIFAR-10 preset's model section (hinge loss, no
+conditioning, 32 px). `--rounds R` repeats the whole table R times, interleaving the modes, and reports the median of
+each cell and its ratio to fp32 in the same round (the machine is shared and noisy: ratios are the reliable figure).
 
-    python benchmarks/bench_throughput.py [--steps 20] [--rounds 3] [--device cpu|cuda] [--archs mlp,dcgan,resnet,sagan]
+    python benchmarks/bench_throughput.py [--steps 20] [--rounds 3] [--device cpu|cuda]
+                                          [--archs mlp,dcgan,resnet,sagan,biggan,...]
                                           [--modes fp32,cl,bf16,bf16+cl] [--threads N]
 """
 from __future__ import annotations
@@ -28,6 +30,19 @@ CASES = {
     "dcgan-8px": ({"name": "stacked-digits", "resolution": 8},  # the stacked-digits preset's model
                   {"name": "dcgan", "z_dim": 64, "g_ch": 64, "d_ch": 64, "d_sn": True}),
 }
+# families timed with the model section of their CIFAR-10 preset (configs/<preset>.yaml), on 32 px stacked digits
+PRESET_CASES = {"biggan": "cifar10-biggan", "biggan-deep": "cifar10-biggan-deep", "stylegan2": "cifar10-stylegan2",
+                "r3gan": "cifar10-r3gan", "fastgan": "cifar10-fastgan", "projected-gan": "cifar10-projected",
+                "vitgan": "cifar10-vitgan"}
+
+
+def case(arch: str) -> tuple[dict, dict]:
+    """(data section, model section) of a timed case."""
+    if arch in CASES:
+        return CASES[arch]
+    from ganforge.config_files import load_raw, presets_dir
+
+    return {"name": "stacked-digits", "resolution": 32}, load_raw(presets_dir() / f"{PRESET_CASES[arch]}.yaml")["model"]
 
 
 MODES = {"fp32": ("none", False), "cl": ("none", True), "bf16": ("bf16", False), "bf16+cl": ("bf16", True),
@@ -42,7 +57,7 @@ def run_one(arch: str, steps: int, device: str, mode: str, warmup: int, threads:
     from ganforge.training.distributed import DistInfo
     import tempfile
 
-    data, model = CASES[arch]
+    data, model = case(arch)
     amp, channels_last = MODES[mode]
     cfg = from_dict({"data": data, "model": model, "loss": {"name": "hinge"},
                      "train": {"batch_size": 64, "amp": amp, "channels_last": channels_last, "device": device,
@@ -76,7 +91,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--archs", default=",".join(CASES))
+    p.add_argument("--archs", default=",".join([*CASES, *PRESET_CASES]))
     p.add_argument("--modes", default=None, help="comma list of " + ", ".join(MODES) +
                    "; default fp32,cl,bf16,bf16+cl (plus fp16 on CUDA)")
     p.add_argument("--one", help=argparse.SUPPRESS)
