@@ -18,7 +18,7 @@ from ganforge.training.trainer import train
 
 load_all()
 TINY = {"z_dim": 24, "w_dim": 8, "g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "mapping_layers": 2,
-        "d_hidden": 16}  # applied where a family has the option
+        "d_hidden": 16, "g_dim": 12, "d_dim": 12}  # applied where a family has the option
 
 
 @pytest.fixture(autouse=True, scope="module")

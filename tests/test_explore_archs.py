@@ -21,7 +21,8 @@ from ganforge.explore import explore
 from ganforge.registries import ARCHITECTURES, EXPLORERS, G_CONDITIONING, load_all
 
 load_all()
-TINY_OPTIONS = {"z_dim": 6, "w_dim": 6, "g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2}  # those a family has
+TINY_OPTIONS = {"z_dim": 6, "w_dim": 6, "g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "g_dim": 12,
+                "d_dim": 12}  # those a family has
 
 
 def tiny(arch: str) -> dict:

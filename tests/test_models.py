@@ -12,7 +12,7 @@ from ganforge.registries import ARCHITECTURES, D_HEADS, G_CONDITIONING
 
 SHAPES = [(3, 16, 16), (1, 16, 16), (3, 16, 32), (2,)]
 TINY = {"g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 24, "w_dim": 8, "mapping_layers": 2,
-        "d_hidden": 16}  # applied where an architecture has the option
+        "d_hidden": 16, "g_dim": 12, "d_dim": 12}  # applied where an architecture has the option
 B = 4
 
 
