@@ -31,7 +31,9 @@ def tiny(arch: str) -> dict:
 
 
 SHAPES = {"image": (1, 8, 8), "points": (2,)}
-NOT_FOR: dict[str, tuple[str, ...]] = {}  # arch -> explorers whose paper does not apply to that family
+NOT_FOR: dict[str, tuple[str, ...]] = {  # arch -> explorers whose paper does not apply to that family
+    "fastgan": ("householder",),  # z enters a 4x4 transposed conv, not the linear layer the projector replaces
+}
 OTHER_DATA = {"dissect"}  # explorers whose default model (the shapes segmenter) needs other data than these digits
 
 
