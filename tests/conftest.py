@@ -11,6 +11,18 @@ from ganforge.registries import load_all  # noqa: E402
 load_all()  # every component registered before test modules parametrize over the registries
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny convs run ~100x faster on one thread when other processes share the cores (OpenMP spin-waits); a module
+    opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """A private ganforge cache shared by the session's tests (nothing leaks into ~/.cache; the digits classifier

@@ -21,12 +21,7 @@ TINY = {"z_dim": 24, "w_dim": 8, "g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2
         "d_hidden": 16, "g_dim": 12, "d_dim": 12}  # applied where a family has the option
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(arch: str) -> dict:

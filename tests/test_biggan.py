@@ -20,12 +20,7 @@ load_all()
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "ganforge" / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(arch="biggan", shape=(3, 32, 32), cond="none", cond_opts=None, num_classes=0, **opts):

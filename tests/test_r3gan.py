@@ -19,12 +19,7 @@ load_all()
 SMALL = {"z_dim": 16, "g_ch": 16, "d_ch": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(shape=(3, 16, 16), cond="none", num_classes=0, **opts):

@@ -27,12 +27,7 @@ load_all()
 TINY = {"g_ch": 8, "d_ch": 8, "z_dim": 24, "w_dim": 8, "mapping_layers": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build(shape=(3, 16, 16), cond: str = "none", num_classes: int = 0, **options):

@@ -17,12 +17,7 @@ from ganforge.registries import ARCHITECTURES, G_CONDITIONING
 TINY = dict(z_dim=8, w_dim=8, mapping_layers=2, g_dim=8, d_dim=8, g_depth=2, d_depth=2, heads=2, inr_hidden=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build(shape=(3, 8, 8), cond="none", num_classes=0, **extra):
