@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from ganforge.config import from_dict
-from ganforge.registries import AUGMENTATIONS, D_HEADS, G_CONDITIONING, REGULARIZERS, TEXT_ENCODERS, load_all
+from ganforge.registries import (ARCHITECTURES, AUGMENTATIONS, D_HEADS, G_CONDITIONING, REGULARIZERS, TEXT_ENCODERS,
+                                 load_all)
 from ganforge.training.distributed import DistInfo
 from ganforge.training.trainer import Trainer
 
@@ -32,6 +33,7 @@ BASE = {
 }
 STYLE_MODEL = {"name": "style-mlp", "z_dim": 8, "w_dim": 16, "hidden": 32, "layers": 2, "mapping_layers": 2,
                "d_hidden": 32, "d_layers": 2}
+TINY_CONV = {"z_dim": 8, "g_ch": 8, "d_ch": 8}
 # Options that make a component act within two steps of a tiny run (a fixed p of 0.5 so augmentations do augment;
 # lazy terms every step).
 AUGMENT_OPTIONS = {"ada": {"p": 0.5, "schedule": "fixed"}, "diffusion": {"p": 0.5, "schedule": "fixed"},
@@ -66,6 +68,10 @@ def _config(regularizer: str | None, augment: str) -> dict:
         raw["regularizers"] = [{"name": regularizer, **_options(REGULARIZERS, regularizer, REGULARIZER_OPTIONS)}]
         if REGULARIZERS.get(regularizer).declares("needs_style_generator", False):
             raw["model"] = dict(STYLE_MODEL)
+        family = REGULARIZERS.get(regularizer).declares("needs_architecture", None)
+        if family is not None:  # a term written for one family's D (FastGAN's reconstruction decoders)
+            raw["model"] = {"name": family, **{k: v for k, v in TINY_CONV.items()
+                                               if ARCHITECTURES.get(family).accepts(k)}}
         if REGULARIZERS.get(regularizer).declares("uses_text", False):
             raw.update(copy.deepcopy(TEXT))
             if REGULARIZERS.get(regularizer).accepts("text_encoder"):  # reads the encoder itself (DAMSM's images)

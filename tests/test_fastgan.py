@@ -157,3 +157,15 @@ def test_r1_double_backward_through_d_and_recon():
     (g,) = torch.autograd.grad(out.adv.sum(), x, create_graph=True)
     (g.pow(2).sum() + term.loss(out.features, torch.tensor([0, 2]))).backward()
     assert D.backbone.downs[0].main[0].parametrizations.weight.original.grad.abs().sum() > 0
+
+
+def test_the_reconstruction_term_on_another_family_is_refused_at_config_time():
+    import copy
+
+    from helpers import TINY_DIGITS
+    from ganforge.config import from_dict
+
+    raw = copy.deepcopy(TINY_DIGITS)
+    raw["regularizers"] = [{"name": "fastgan-recon"}]
+    with pytest.raises(GanforgeError, match="regularizers.0: 'fastgan-recon' works on the 'fastgan' architecture"):
+        from_dict(raw)

@@ -306,6 +306,10 @@ def _check_declarations(cfg: RunConfig) -> None:
         if entry.declares("needs_style_generator", False) and not style:
             raise GanforgeError(f"{where}: {comp.name!r} needs a style-based generator (mapping + synthesis, e.g. "
                                 f"model.name=style-mlp); architecture {cfg.model.name!r} is not one")
+        family = entry.declares("needs_architecture", None)
+        if family is not None and cfg.model.name != family:
+            raise GanforgeError(f"{where}: {comp.name!r} works on the {family!r} architecture's D only; set "
+                                f"model.name={family} (got {cfg.model.name!r})")
         check_requires(f"{where}: {comp.name!r}", entry.declares("requires", frozenset()), cfg.d_head.name, provided)
         if cfg.train.accumulate > 1 and not entry.declares("decomposable", True):
             raise GanforgeError(f"{where}: {comp.name!r} is computed over the whole batch and cannot be split into "

@@ -87,6 +87,7 @@ class FastGANReconstruction(nn.Module, ObjectiveTerm):
     """
 
     needs_features = True
+    needs_architecture = "fastgan"  # reads FastGAN D's taps (image, part, last); other families lack them
     trains_with = "D"  # the decoders step with D's optimizer
 
     def __init__(self, weight: float = 1.0, distance: str = "l1", width: int = 64, max_res: int = 128,
