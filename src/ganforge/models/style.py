@@ -28,8 +28,11 @@ class StyleGenerator(Generator):
         self.register_buffer("w_avg", torch.zeros(self.w_dim))
 
     def map(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """The mapping network: (B, z_dim) latents (and labels) -> (B, w_dim)."""
-        raise NotImplementedError
+        """The mapping network: (B, z_dim) latents (and labels) -> (B, w_dim). By default StyleGAN's: the G
+        conditioning's input vector, 2nd-moment normalized, through the family's `mapping_net` (an MLP)."""
+        x = self.g_cond.prepare(z, y).x
+        x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # 2nd-moment normalization
+        return self.mapping_net(x)  # (B, w_dim)
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         """The synthesis network: (B, num_ws, w_dim) -> samples in model space."""

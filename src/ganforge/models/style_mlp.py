@@ -65,11 +65,6 @@ class StyleMLPGenerator(StyleGenerator):
         self.tanh = tanh
         self._init_w_avg()
 
-    def map(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        x = self.g_cond.prepare(z, y).x
-        x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # 2nd-moment normalization
-        return self.mapping_net(x)  # (B, w_dim)
-
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         x = self.const.expand(ws.shape[0], -1)  # (B, hidden)
         for i, layer in enumerate(self.layers):

@@ -59,11 +59,6 @@ class ViTGANGenerator(StyleGenerator):
         self.inr = PatchINR(dim, img_shape[0], (patch, patch), inr_hidden, inr_layers, num_freqs)
         self._init_w_avg()
 
-    def map(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        x = self.g_cond.prepare(z, y).x
-        x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # 2nd-moment normalization
-        return self.mapping_net(x)  # (B, w_dim)
-
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         """(B, num_ws, w_dim) -> images (B, C, H, W)."""
         h = self.pos.expand(ws.shape[0], -1, -1)  # (B, N, dim): the tokens start as E_pos
