@@ -20,6 +20,7 @@ class DigitsClassifierBackbone(Backbone):
 
     name = "digits-classifier"
     outputs = ("pool", "logits")
+    pyramid_layers = ("classifier.body.1", "classifier.body.4")  # 32 ch at the input side, 64 ch at half of it
 
     def __init__(self, *, weights: str | None = None, device: str = "cpu"):
         """

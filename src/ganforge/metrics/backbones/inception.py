@@ -197,6 +197,7 @@ class InceptionFID(Backbone, FIDInceptionV3):
     name = "inception-fid"
     feature_dim = 2048
     outputs = ("pool", "logits", "logits_unbiased")
+    pyramid_layers = ("Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c")  # 192 / 288 / 768 / 2048 channels
 
     def __init__(self, *, weights: str | None = None, device: str = "cpu", resize: str = "tf-bilinear",
                  channels_last: bool = True, autocast: bool = False):

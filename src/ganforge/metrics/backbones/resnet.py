@@ -80,6 +80,7 @@ class ResNet50Backbone(Backbone, ResNet50):
 
     name = "resnet50"
     feature_dim = 2048
+    pyramid_layers = ("layer1", "layer2", "layer3", "layer4")  # /4, /8, /16, /32 (Projected GAN's D)
 
     def __init__(self, *, weights: str | None = None, device: str = "cpu", resize: str = "torch-bilinear-aa"):
         """
