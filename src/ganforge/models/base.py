@@ -128,8 +128,16 @@ class DBackbone(nn.Module):
     channels_last: bool = False  # channels-last memory format helps this family (convolutional)
     spectral_norm: bool = False  # whether the factory spectrally normalized this D (heads follow it by default)
 
+    # Logits per image: a backbone with parts > 1 returns (B, parts * feature_dim) features laid out part-major
+    # (several positions / scales, e.g. Projected GAN's per-scale patch logits); the head then judges every part.
+    parts: int = 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules training must never change (a pretrained feature network): no optimizer, no gradient."""
+        return []
 
     def taps(self) -> dict[str, nn.Module]:
         """Intermediate feature maps terms may ask for: name -> module whose output is the map, input side first."""
@@ -171,11 +179,37 @@ class Discriminator(nn.Module):
         finally:
             for hook in hooks:
                 hook.remove()
+        parts = int(getattr(self.backbone, "parts", 1))
+        if parts > 1:
+            return self._judge_parts(h, y, parts, maps if features else None)
         out = self.head(h, y)
         out.extras["h"] = h
         if features:
             out.extras["features"] = maps
         return out
+
+    def _judge_parts(self, h: torch.Tensor, y: torch.Tensor | None, parts: int,
+                     maps: dict[str, torch.Tensor] | None) -> DOutput:
+        """The head on each part's features: `adv_parts` (B, parts) logits; `adv`, `h` and per-row extras are their
+        means over parts (one value per image, for terms that need one); adversarial losses average over parts."""
+        b = h.shape[0]
+        h = h.reshape(b * parts, -1)  # part-major rows: image i's parts are rows i * parts ... (i + 1) * parts - 1
+        if isinstance(y, torch.Tensor) and y.shape[:1] == (b,):
+            y = y.repeat_interleave(parts, dim=0)
+        out = self.head(h, y)
+        adv_parts = out.adv.reshape(b, parts)
+        extras = {k: _part_mean(v, b, parts) for k, v in out.extras.items()}
+        result = DOutput(adv_parts.mean(dim=1), **extras, adv_parts=adv_parts, h=h.reshape(b, parts, -1).mean(1))
+        if maps is not None:
+            result.extras["features"] = maps
+        return result
+
+
+def _part_mean(v, b: int, parts: int):
+    """A head extra with one row per part -> its mean per image; anything else unchanged."""
+    if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == b * parts:
+        return v.reshape(b, parts, *v.shape[1:]).mean(dim=1)
+    return v
 
 
 class ArchPair(NamedTuple):
