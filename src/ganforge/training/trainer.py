@@ -154,8 +154,9 @@ class Trainer:
         return nets
 
     def _frozen(self) -> list[torch.nn.Module]:
-        """Modules training must leave exactly as they are, as terms declare them (`frozen_modules(D, where)`)."""
-        out: list[torch.nn.Module] = []
+        """Modules training must leave exactly as they are: the architecture's (`D.backbone.frozen_modules()`, a
+        pretrained feature network) and those terms declare (`frozen_modules(D, where)`)."""
+        out: list[torch.nn.Module] = list(self.D.backbone.frozen_modules())
         for key, term in self.terms.items():
             if hasattr(term, "frozen_modules"):
                 out += term.frozen_modules(self.D, where=key.split(":")[0])
