@@ -23,7 +23,8 @@ from ganforge.training.trainer import Trainer
 
 load_all()
 
-TINY = {"g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 24, "w_dim": 16, "mapping_layers": 2,
+TINY = {"backbone": "digits-classifier", "backbone_weights": "random",
+        "g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 24, "w_dim": 16, "mapping_layers": 2,
         "d_hidden": 16, "d_layers": 2}  # applied where an architecture has the option
 
 

@@ -24,7 +24,8 @@ def tiny_G(arch: str, shape=(3, 16, 16), **opts):
     torch.manual_seed(0)
     defaults = {"dcgan": {"z_dim": 8, "g_ch": 8, "d_ch": 8}, "resnet": {"z_dim": 8, "g_ch": 8, "d_ch": 8},
                 "mlp": {"z_dim": 8, "hidden": 16, "layers": 2},
-                "style-mlp": {"z_dim": 4, "w_dim": 8, "hidden": 16, "layers": 2}}
+                "style-mlp": {"z_dim": 4, "w_dim": 8, "hidden": 16, "layers": 2},
+                "projected": {"backbone": "digits-classifier", "backbone_weights": "random"}}  # offline D
     return ARCHITECTURES.build(arch, {**defaults.get(arch, {}), **opts}, img_shape=shape, num_classes=0,
                                g_cond=g_cond).G.eval()
 

@@ -11,7 +11,8 @@ from ganforge.nn.spectral_norm import manual_power_iteration
 from ganforge.registries import ARCHITECTURES, D_HEADS, G_CONDITIONING
 
 SHAPES = [(3, 16, 16), (1, 16, 16), (3, 16, 32), (2,)]
-TINY = {"g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 24, "w_dim": 8, "mapping_layers": 2,
+TINY = {"backbone": "digits-classifier", "backbone_weights": "random",
+        "g_ch": 8, "d_ch": 8, "hidden": 16, "layers": 2, "z_dim": 24, "w_dim": 8, "mapping_layers": 2,
         "d_hidden": 16, "g_dim": 12, "d_dim": 12}  # applied where an architecture has the option
 B = 4
 
@@ -154,8 +155,10 @@ def test_d_sn_option_normalizes_every_d_layer(arch):
     torch.manual_seed(0)
     shape = (3, 16, 16)
     G, D = build(arch, shape, d_sn=True)
-    layers = list(weight_layers(D))
+    frozen = {id(m) for part in D.frozen_modules() for m in part.modules()}  # a pretrained, fixed feature network
+    layers = [m for m in weight_layers(D) if id(m) not in frozen]
     assert layers and all(has_sn(m) for m in layers)
+    assert not any(has_sn(m) for m in weight_layers(D) if id(m) in frozen)
     for _ in range(20):  # power iteration: one step per training forward pass
         D.features(torch.randn(2, *shape))
     for m in layers:
@@ -235,7 +238,8 @@ def test_d_returns_h_and_on_request_every_tapped_feature_map(arch):
     D.eval()  # stand-alone spectral norm steps its power iteration at every training-mode forward
     x = torch.randn(B, *shape)
     plain = D(x)
-    assert torch.equal(plain.h, backbone.features(x)) and "features" not in plain
+    parts = backbone.parts  # a multi-part D (Projected GAN) judges each part; h is the mean of the parts' features
+    assert torch.equal(plain.h, backbone.features(x).reshape(B, parts, -1).mean(1)) and "features" not in plain
     taps = backbone.taps()
     assert taps, f"{arch}: D exposes no intermediate features"
     seen = {}

@@ -9,11 +9,19 @@ from ganforge.models.style_mlp import ModulatedLinear
 from ganforge.registries import ARCHITECTURES, G_CONDITIONING
 
 
+# a family with a pretrained part (Projected GAN's feature network) gets a small, seeded one: nothing is downloaded
+OFFLINE = {"backbone": "digits-classifier", "backbone_weights": "random"}
+
+
+def _offline(name: str) -> dict:
+    return {k: v for k, v in OFFLINE.items() if k in ARCHITECTURES.get(name).options()}
+
+
 def _style_families() -> list[str]:
     out = []
     for name in ARCHITECTURES.names():
         g_cond = G_CONDITIONING.build("none", {}, num_classes=0)
-        G = ARCHITECTURES.build(name, {}, img_shape=(1, 8, 8), num_classes=0, g_cond=g_cond).G
+        G = ARCHITECTURES.build(name, _offline(name), img_shape=(1, 8, 8), num_classes=0, g_cond=g_cond).G
         if is_style_based(G):
             out.append(name)
     return out

@@ -6,7 +6,8 @@ from model-space images with gradients flowing back to G. A backbone class opts 
 `pyramid_layers` (input side first); `feature_pyramid` runs the backbone's own `extract` with forward hooks on those
 modules and stops the forward pass right after the last one (nothing after it is computed, so the network's head
 never sees a size it was not built for). The input protocol is the backbone's normalization, after a differentiable
-resize (area or bilinear with antialiasing when shrinking, bilinear when enlarging) to `input_size`.
+resize (area or bilinear with antialiasing when shrinking, bilinear when enlarging) to `input_size`. A backbone
+that runs each image channel as its own row (stacked-digits-classifier) gets its rows folded back into channels.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def pyramid_backbones(names) -> list[str]:
     """The registered backbone names whose class names `pyramid_layers`."""
     from ...registries import BACKBONES
 
-    return [n for n in names if getattr(BACKBONES.get(n), "pyramid_layers", ())]
+    return [n for n in names if getattr(BACKBONES.get(n).obj, "pyramid_layers", ())]
 
 
 def check_pyramid(backbone: Backbone, where: str) -> tuple[str, ...]:
@@ -83,4 +84,5 @@ def feature_pyramid(backbone: Backbone, x: torch.Tensor, input_size: tuple[int, 
     finally:
         for h in hooks:
             h.remove()
-    return [maps[name] for name in layers]
+    b = x.shape[0]  # a backbone that batches images' channels (stacked-digits: B * 3 rows) folds them into channels
+    return [m if m.shape[0] == b else m.reshape(b, -1, *m.shape[2:]) for m in (maps[name] for name in layers)]
