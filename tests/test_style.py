@@ -116,6 +116,7 @@ def test_conditional_style_mlp_takes_labels_through_the_mapping_and_refuses_cbn(
     torch.manual_seed(0)
     G = build("style-mlp", cond="concat", num_classes=3).eval()
     z = G.sample_z(4)
-    assert not torch.allclose(G.mapping(z, torch.zeros(4, dtype=torch.long)), G.mapping(z, torch.ones(4, dtype=torch.long)))
+    zeros, ones = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    assert not torch.allclose(G.mapping(z, zeros), G.mapping(z, ones))
     with pytest.raises(Exception, match="use conditioning g=concat"):
         build("style-mlp", cond="cbn", num_classes=3)

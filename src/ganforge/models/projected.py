@@ -5,7 +5,8 @@ D looks at images through a frozen pretrained feature network and judges them at
 - Feature network. Any backbone of the evaluation registry that names its stages (`pyramid_layers`:
   resnet50 layer1-4, inception-fid Conv2d_4a/Mixed_5d/6e/7c, the (stacked-)digits-classifier's two conv stages),
   run on a differentiable resize of the image to `input_size` (default: the backbone's own protocol size) with the
-  backbone's normalization (metrics/backbones/pyramid.py). The paper's best network, EfficientNet-lite0, is not in the registry.
+  backbone's normalization (metrics/backbones/pyramid.py). The paper's best network, EfficientNet-lite0, is not in
+  the registry.
 - Cross-channel mixing (CCM): a random 1x1 conv per scale to `proj_ch * 2^i` channels (`expand`, as the paper's
   code) or `proj_ch`. Cross-scale mixing (CSM): a top-down pathway, each scale adding the deeper (mixed) map after
   bilinear upsampling and a random 1x1 conv, then a random 3x3 conv. Both random (PyTorch's default init, fixed by
