@@ -97,17 +97,18 @@ def test_frozen_parts_stay_in_eval_mode_when_d_trains_and_g_gets_a_gradient_thro
 # ---- parts, scales and the loss over them -------------------------------------------------------------------------
 
 def test_each_scale_contributes_its_patch_logits_and_the_features_are_part_major():
-    """digits-classifier at its 8 px protocol: scales 8x8 (32 ch) and 4x4 (64 ch); end_side 8 means no downsampling,
-    the 4x4 output conv leaves 5x5 = 25 parts on the first scale and 1 on the second."""
+    """digits-classifier at its 8 px protocol: stages 8x8 and 4x4, doubled by the CSM to 16x16 and 8x8; mini-D 0
+    halves once to end_side 8, and each 4x4 output conv leaves 5x5 = 25 parts per scale."""
     _, D = pair(cmap_dim=8)
-    assert D.scale_sides == [(8, 8), (4, 4)] and D.parts == 26 and D.feature_dim == 8
+    assert D.scale_sides == [(16, 16), (8, 8)] and D.parts == 50 and D.feature_dim == 8
+    assert len(D.discs[0].down) == 3 and len(D.discs[1].down) == 0  # conv + BN + LeakyReLU once, then none
     x = torch.randn(3, 1, 16, 16)
     D.eval()
     feats = D.features(x).reshape(3, D.parts, D.feature_dim)
     mixed = D.mixer(feature_pyramid(D.net, x))
     first = D.discs[0](mixed[0])  # (3, 8, 5, 5): its parts come first, row-major over positions
-    assert torch.equal(feats[:, :25], first.flatten(2).transpose(1, 2))
-    assert torch.equal(feats[:, 25], D.discs[1](mixed[1]).flatten(1))
+    assert first.shape == (3, 8, 5, 5) and torch.equal(feats[:, :25], first.flatten(2).transpose(1, 2))
+    assert torch.equal(feats[:, 25:], D.discs[1](mixed[1]).flatten(2).transpose(1, 2))
 
 
 def test_hinge_on_a_projected_d_is_the_mean_of_the_per_logit_hinge_over_every_part():
@@ -129,7 +130,7 @@ def test_hinge_on_a_projected_d_is_the_mean_of_the_per_logit_hinge_over_every_pa
     _, backbone = pair()
     D = Discriminator(backbone, D_HEADS.build("linear", {}, in_features=backbone.feature_dim, num_classes=0)).eval()
     out = D(torch.randn(4, 1, 16, 16))
-    assert out.adv_parts.shape == (4, 26) and torch.allclose(out.adv, out.adv_parts.mean(1))
+    assert out.adv_parts.shape == (4, 50) and torch.allclose(out.adv, out.adv_parts.mean(1))
 
 
 def test_projection_conditioning_projects_every_part_on_its_images_class_embedding():
@@ -144,10 +145,16 @@ def test_projection_conditioning_projects_every_part_on_its_images_class_embeddi
     assert not torch.allclose(D(x, y).adv_parts, D(x, torch.tensor([1, 1])).adv_parts)
 
 
-def test_mini_d_widths_follow_the_papers_table_and_ccm_doubles_per_scale():
-    assert [disc_width(64, s) for s in (64, 32, 16, 8, 4)] == [64, 128, 256, 512, 512]
-    mixer = FeatureMixer([32, 64, 128], proj_ch=16, expand=True)
-    assert mixer.out_chs == [16, 32, 64] and FeatureMixer([32, 64], 16, expand=False).out_chs == [16, 16]
+def test_mini_d_widths_follow_the_papers_table_and_ccm_csm_channels_match_its_projector():
+    """The paper's channel_dict at ndf 64 (non-powers of two: the nearest entry); CCM cout x1/x2/x4/x8 with expand,
+    the CSM halving all but level 0 (so [c, c, 2c, 4c] as its projector's CHANNELS)."""
+    assert [disc_width(64, s) for s in (256, 128, 64, 32, 16, 8, 4)] == [32, 64, 64, 128, 256, 512, 512]
+    assert disc_width(64, 7) == 512 and disc_width(64, 28) == 128 and disc_width(8, 16) == 32
+    mixer = FeatureMixer([24, 40, 112, 320], proj_ch=64, expand=True)
+    assert [m.out_channels for m in mixer.ccm] == [64, 128, 256, 512] and mixer.out_chs == [64, 64, 128, 256]
+    assert FeatureMixer([32, 64], 16, expand=False).out_chs == [16, 16]
+    maps = mixer([torch.randn(1, c, s, s) for c, s in zip([24, 40, 112, 320], [56, 28, 14, 7])])
+    assert [tuple(m.shape[1:]) for m in maps] == [(64, 112, 112), (64, 56, 56), (128, 28, 28), (256, 14, 14)]
 
 
 def test_cross_scale_mixing_carries_the_deepest_scale_into_the_shallowest_but_not_the_reverse():

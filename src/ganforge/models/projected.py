@@ -8,9 +8,9 @@ D looks at images through a frozen pretrained feature network and judges them at
   backbone's normalization (metrics/backbones/pyramid.py). The paper's best network, EfficientNet-lite0, is not in
   the registry.
 - Cross-channel mixing (CCM): a random 1x1 conv per scale to `proj_ch * 2^i` channels (`expand`, as the paper's
-  code) or `proj_ch`. Cross-scale mixing (CSM): a top-down pathway, each scale adding the deeper (mixed) map after
-  bilinear upsampling and a random 1x1 conv, then a random 3x3 conv. Both random (PyTorch's default init, fixed by
-  the run seed) and frozen, like the feature network.
+  code) or `proj_ch`. Cross-scale mixing (CSM), the paper code's fusion blocks: from the deepest scale up, add the
+  deeper output, upsample x2 (bilinear), random 1x1 conv (FeatureMixer). Both random (PyTorch's default init, fixed
+  by the run seed) and frozen, like the feature network.
 - Multi-scale mini-discriminators: per scale, strided 4x4 conv + BN + LeakyReLU(0.2) blocks down to `end_side`
   (paper: 8), spectral norm on the convs, then a 4x4 conv to `cmap_dim` channels whose every position is one part
   of the image D judges: the D head (conditioning.d, linear by default) maps each part's `cmap_dim` features to a
@@ -43,32 +43,49 @@ NAME = "projected"
 
 
 class FeatureMixer(nn.Module):
-    """Random, frozen cross-channel (1x1 per scale) and cross-scale (top-down, FPN-like) mixing."""
+    """Random, frozen cross-channel (CCM) and cross-scale (CSM) mixing, as the paper's projector.
+
+    CCM: a 1x1 conv per level to `proj_ch * 2^i` channels (`expand`) or `proj_ch`. CSM, from the deepest level up:
+    out_i = conv1x1(up2(ccm_i + out_{i+1})) (the deepest adds nothing), bilinear x2 with aligned corners, the conv
+    halving the channels when `expand` except on level 0 — so every output is twice its level's resolution and
+    out_{i+1} arrives at level i's size and width (a backbone whose stages are not exactly /2 apart, inception-fid,
+    gets out_{i+1} resized to level i's size first)."""
 
     def __init__(self, in_chs: list[int], proj_ch: int, expand: bool):
         super().__init__()
-        self.out_chs = [proj_ch * (2 ** i if expand else 1) for i in range(len(in_chs))]
-        self.ccm = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(in_chs, self.out_chs))
-        self.lateral = nn.ModuleList(nn.Conv2d(self.out_chs[i + 1], self.out_chs[i], 1, bias=False)
-                                     for i in range(len(in_chs) - 1))
-        self.smooth = nn.ModuleList(nn.Conv2d(o, o, 3, padding=1) for o in self.out_chs)
+        ccm = [proj_ch * (2 ** i if expand else 1) for i in range(len(in_chs))]
+        self.out_chs = [c // 2 if expand and i > 0 else c for i, c in enumerate(ccm)]
+        self.ccm = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(in_chs, ccm))
+        self.csm = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(ccm, self.out_chs))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        mixed = [ccm(f) for ccm, f in zip(self.ccm, feats)]  # CCM
-        out: list[torch.Tensor] = [mixed[-1]]  # CSM, from the deepest scale up
-        for i in range(len(mixed) - 2, -1, -1):
-            up = F.interpolate(out[0], size=mixed[i].shape[-2:], mode="bilinear", align_corners=False)
-            out.insert(0, mixed[i] + self.lateral[i](up))
-        return [s(m) for s, m in zip(self.smooth, out)]
+        mixed = [ccm(f) for ccm, f in zip(self.ccm, feats)]
+        out: list[torch.Tensor] = []
+        for i in range(len(mixed) - 1, -1, -1):
+            x = mixed[i]
+            if out:
+                deeper = out[0]
+                if deeper.shape[-2:] != x.shape[-2:]:
+                    deeper = F.interpolate(deeper, size=x.shape[-2:], mode="bilinear", align_corners=True)
+                x = x + deeper
+            size = (2 * x.shape[-2], 2 * x.shape[-1])
+            out.insert(0, self.csm[i](F.interpolate(x, size=size, mode="bilinear", align_corners=True)))
+        return out
+
+
+WIDTHS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32, 512: 16, 1024: 8}  # the paper's, at ndf=64
 
 
 def disc_width(d_ch: int, side: int) -> int:
-    """The paper's width table (ndf=64: 128 at 32 px, 256 at 16, 512 at 8 and below, 64 from 64 px up)."""
-    return d_ch * min(8, max(1, 64 // max(side, 1)))
+    """The paper's mini-D width for a block whose output has this side (the nearest tabulated side when it is not a
+    power of two, as its code), scaled by d_ch / 64."""
+    key = min(WIDTHS, key=lambda k: (abs(k - side), k))
+    return max(1, WIDTHS[key] * d_ch // 64)
 
 
 class MiniDiscriminator(nn.Module):
-    """One scale's D: strided conv4x4 -> BN -> LeakyReLU(0.2) blocks down to `end_side`, then conv4x4 to cmap_dim."""
+    """One scale's D: strided conv4x4 -> BN -> LeakyReLU(0.2) blocks down to `end_side`, then a bias-free conv4x4
+    to cmap_dim channels: each output position is one judged part."""
 
     def __init__(self, in_ch: int, hw: tuple[int, int], d_ch: int, end_side: int, cmap_dim: int):
         super().__init__()
@@ -82,7 +99,7 @@ class MiniDiscriminator(nn.Module):
             c = out
         self.down = nn.Sequential(*layers)
         k = min(4, h, w)
-        self.out = nn.Conv2d(c, cmap_dim, k)
+        self.out = nn.Conv2d(c, cmap_dim, k, bias=False)
         self.parts = (h - k + 1) * (w - k + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,9 +115,10 @@ class ProjectedDiscriminator(DBackbone):
                  proj_ch: int, expand: bool, d_ch: int, end_side: int, cmap_dim: int):
         super().__init__()
         self.net, self.input_size = net, input_size
-        with torch.no_grad():  # the pyramid's channels and sizes, from one blank image
+        with torch.no_grad():  # the pyramid's channels, then the mixed maps' sizes, from one blank image
             probe = feature_pyramid(net, torch.zeros(1, *img_shape, device=net.device), input_size)
-        self.mixer = FeatureMixer([f.shape[1] for f in probe], proj_ch, expand)
+            self.mixer = FeatureMixer([f.shape[1] for f in probe], proj_ch, expand)
+            probe = self.mixer(probe)
         self.discs = nn.ModuleList(MiniDiscriminator(c, tuple(f.shape[-2:]), d_ch, end_side, cmap_dim)
                                    for c, f in zip(self.mixer.out_chs, probe))
         self.mixer.requires_grad_(False)
