@@ -201,7 +201,8 @@ def test_a_backbone_without_stages_or_bad_options_are_one_line_errors():
              ({"input_size": 2}, "option input_size must be a side >= 4"),
              ({"generator": "projected"}, "option generator must name another family"),
              ({"g_options": {"nope": 1}}, "generator 'fastgan' has no option"),
-             ({"backbone": "no-such-net"}, "no-such-net")]
+             ({"backbone": "no-such-net"}, "no-such-net"),
+             ({"backbone": "resnet50", "backbone_weights": "/no/such/swav.pth"}, "model.backbone_weights: PATH")]
     cases.append(({"backbone": plain}, "choose one of: " + ", ".join(pyramid_backbones(BACKBONES.names()))))
     for options, expected in cases:
         with pytest.raises(GanforgeError) as err:

@@ -176,6 +176,16 @@ def _generator(name: str, options: dict[str, Any], img_shape: tuple, num_classes
     return pair.G
 
 
+def _feature_network(backbone: str, weights: str | None):
+    where = f"architecture {NAME!r} option backbone"
+    check_pyramid(BACKBONES.get(backbone, where).obj, where, backbone)  # before any weights are fetched
+    try:
+        net = BACKBONES.build(backbone, {}, where, weights=weights, device="cpu")
+    except GanforgeError as err:  # e.g. offline: say where the weights go in a run config
+        raise GanforgeError(f"{err} (for the Projected GAN D: model.backbone_weights: PATH)") from None
+    return net
+
+
 @ARCHITECTURES.register(NAME)
 def projected(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, generator: str = "fastgan",
               z_dim: int = 256, g_ch: int = 64, g_options: dict | None = None, backbone: str = "resnet50",
@@ -204,9 +214,7 @@ def projected(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, gene
     wanted = ARCHITECTURES.get(generator, f"architecture {NAME!r} option generator").options()
     g_opts.update({k: v for k, v in (("z_dim", z_dim), ("g_ch", g_ch)) if k in wanted and k not in g_opts})
     G = _generator(generator, g_opts, tuple(img_shape), num_classes, g_cond)
-    net = BACKBONES.build(backbone, {}, f"architecture {NAME!r} option backbone", weights=backbone_weights,
-                          device="cpu")
-    check_pyramid(net, f"architecture {NAME!r} option backbone")
+    net = _feature_network(backbone, backbone_weights)
     D = ProjectedDiscriminator(tuple(img_shape), net, _size(input_size), proj_ch, expand, d_ch, end_side, cmap_dim)
     maybe_sn(D.discs, d_sn)
     D.spectral_norm = d_sn

@@ -29,13 +29,14 @@ def pyramid_backbones(names) -> list[str]:
     return [n for n in names if getattr(BACKBONES.get(n).obj, "pyramid_layers", ())]
 
 
-def check_pyramid(backbone: Backbone, where: str) -> tuple[str, ...]:
-    """The backbone's pyramid layer names, or a one-line error naming the backbones that have them."""
+def check_pyramid(backbone, where: str, name: str | None = None) -> tuple[str, ...]:
+    """The pyramid layer names of a backbone (instance or class; `name`: its registry name), or a one-line error
+    naming the backbones that have them."""
     layers = tuple(getattr(backbone, "pyramid_layers", ()))
     if not layers:
         from ...registries import BACKBONES
 
-        raise GanforgeError(f"{where}: backbone {backbone.name!r} exposes no multi-scale feature maps "
+        raise GanforgeError(f"{where}: backbone {name or backbone.name!r} exposes no multi-scale feature maps "
                             f"(pyramid_layers); choose one of: {', '.join(pyramid_backbones(BACKBONES.names()))}")
     return layers
 
