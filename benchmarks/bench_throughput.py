@@ -42,7 +42,10 @@ def case(arch: str) -> tuple[dict, dict]:
         return CASES[arch]
     from ganforge.config_files import load_raw, presets_dir
 
-    return {"name": "stacked-digits", "resolution": 32}, load_raw(presets_dir() / f"{PRESET_CASES[arch]}.yaml")["model"]
+    model = load_raw(presets_dir() / f"{PRESET_CASES[arch]}.yaml")["model"]
+    if "backbone" in model:  # a frozen pretrained D network (projected): seeded weights time the same, offline
+        model = {**model, "backbone_weights": "random"}
+    return {"name": "stacked-digits", "resolution": 32}, model
 
 
 MODES = {"fp32": ("none", False), "cl": ("none", True), "bf16": ("bf16", False), "bf16+cl": ("bf16", True),
