@@ -1,12 +1,18 @@
-"""CPU training-step throughput: ganforge's SNGAN / SAGAN / BigGAN at 32 px against PyTorch-StudioGAN's own code.
+"""CPU training-step throughput: ganforge's SNGAN / SAGAN / BigGAN / StyleGAN2 at 32 px against PyTorch-StudioGAN's code.
 
-    python benchmarks/bench_vs_studiogan.py --studiogan /path/to/PyTorch-StudioGAN/src [--family sngan|sagan|biggan]
+    python benchmarks/bench_vs_studiogan.py --studiogan /path/to/PyTorch-StudioGAN/src
+        [--family sngan|sagan|biggan|stylegan2]
         [--modes fp32,cl,bf16,bf16+cl] [--rounds 7] [--steps-per-round 5] [--warmup 3] [--threads N] [--json OUT]
 
-`--family` picks StudioGAN's configs/CIFAR10/{SNGAN,SAGAN,BigGAN}.yaml and the matching ganforge model (FAMILIES
-below); the parameter counts of both sides are asserted equal. What follows describes the SNGAN case; SAGAN adds
-self-attention after G block 2 / D block 1 and SN in G, BigGAN is StudioGAN's big_resnet (z 80, shared embedding 128,
-hierarchical z, widths 96 x 4) against ganforge's `biggan` with g=shared.
+`--family` picks StudioGAN's configs/CIFAR10/{SNGAN,SAGAN,BigGAN,StyleGAN2}.yaml and the matching ganforge model
+(FAMILIES below); the parameter counts of both sides are asserted equal. What follows describes the SNGAN case; SAGAN
+adds self-attention after G block 2 / D block 1 and SN in G, BigGAN is StudioGAN's big_resnet (z 80, shared embedding
+128, hierarchical z, widths 96 x 4) against ganforge's `biggan` with g=shared. StyleGAN2 is StudioGAN's stylegan2.py
+(cAdaIN mapping input, SPD D head, 2 mapping layers, 512 channels, 'orig' D, mbstd group 32, no conv clamp in fp32),
+built by its models/model.py with its EmaStylegan2 updated after each G step, logistic loss and its lazy-rescaled Adam,
+against ganforge's preset model (configs/cifar10-stylegan2.yaml, conv_clamp off as StudioGAN's fp32 build) with
+concat + spd and the non-saturating (vanilla) loss; the lazy R1 step (every 16th D step in both codebases) is timed on
+neither side: both time the plain D + G step.
 
 Both sides: SNGAN ResNet, 3x32x32, 10 classes, z_dim 128, G 256 wide with conditional BN, D 128 wide with spectral
 norm and a projection head, hinge loss, batch 64, Adam lr 2e-4 betas (0.5, 0.999), train mode, 1 D step per G step.
@@ -28,7 +34,7 @@ ratios ganforge / StudioGAN.
 StudioGAN is imported from `--studiogan` at run time; no StudioGAN code lives here. Its utility modules import packages
 at import time that its SNGAN step never uses; any of these that does not import gets a stand-in in sys.modules first:
 torchvision (.datasets, .utils, .transforms: CIFAR loaders, save_image), seaborn and matplotlib (plots), kornia
-(.filters: SimCLR augmentation). A stand-in's attributes are functions that raise when called. `pkg_resources` (its
+(.filters: SimCLR augmentation), requests (dnnlib's URL downloads, imported by the StyleGAN ops). A stand-in's attributes are functions that raise when called. `pkg_resources` (its
 `parse_version` gates StyleGAN ops at import) is stood in by `packaging.version.parse`, which pkg_resources re-exports.
 """
 from __future__ import annotations
@@ -54,19 +60,36 @@ from torch import nn
 MODES: dict[str, tuple[bool, bool]] = {"fp32": (False, False), "cl": (True, False), "bf16": (False, True),
                                        "bf16+cl": (True, True)}  # name -> (channels_last, bf16 autocast)
 BATCH, NUM_CLASSES = 64, 10
-# family -> (StudioGAN config under configs/CIFAR10, its (backbone, g_cond_mtd, d_cond_mtd), ganforge model + conditioning)
-FAMILIES: dict[str, tuple[str, tuple[str, str, str], dict[str, Any], dict[str, Any]]] = {
-    "sngan": ("SNGAN.yaml", ("resnet", "cBN", "PD"), {"name": "resnet"},
-              {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
-    "sagan": ("SAGAN.yaml", ("resnet", "cBN", "PD"),
-              {"name": "sagan", "g_sn": True, "d_sn": True, "attn_g": [2], "attn_d": [1]},
-              {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
-    "biggan": ("BigGAN.yaml", ("big_resnet", "cBN", "PD"),
-               {"name": "biggan", "z_dim": 80, "g_ch": 96, "d_ch": 48, "attn_res": 16},  # D 4 x 48 = StudioGAN's 2 x 96
-               {"g": {"name": "shared", "dim": 128, "sn": True}, "d": {"name": "projection"}}),
+@dataclasses.dataclass(frozen=True)
+class Family:
+    yaml: str  # StudioGAN's config under configs/CIFAR10
+    methods: tuple[str, str, str]  # its (backbone, g_cond_mtd, d_cond_mtd)
+    model: dict[str, Any]  # ganforge's model section
+    conditioning: dict[str, Any]  # ganforge's conditioning section
+    loss: tuple[str, str] = ("hinge", "hinge")  # (StudioGAN adv_loss, ganforge loss)
+    optim: tuple[float, float, tuple[float, float]] = (2e-4, 2e-4, (0.5, 0.999))  # ganforge g_lr, d_lr, betas
+    style: bool = False  # StudioGAN's StyleGAN path: models/model.py builds G (mapping + synthesis), D and its EMA
+
+
+FAMILIES: dict[str, Family] = {
+    "sngan": Family("SNGAN.yaml", ("resnet", "cBN", "PD"), {"name": "resnet"},
+                    {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
+    "sagan": Family("SAGAN.yaml", ("resnet", "cBN", "PD"),
+                    {"name": "sagan", "g_sn": True, "d_sn": True, "attn_g": [2], "attn_d": [1]},
+                    {"g": {"name": "cbn"}, "d": {"name": "projection"}}),
+    "biggan": Family("BigGAN.yaml", ("big_resnet", "cBN", "PD"),
+                     {"name": "biggan", "z_dim": 80, "g_ch": 96, "d_ch": 48, "attn_res": 16},  # D 4 x 48 = its 2 x 96
+                     {"g": {"name": "shared", "dim": 128, "sn": True}, "d": {"name": "projection"}}),
+    # configs/cifar10-stylegan2.yaml's model with conv_clamp off: StudioGAN clamps only under mixed precision
+    "stylegan2": Family("StyleGAN2.yaml", ("stylegan2", "cAdaIN", "SPD"),
+                        {"name": "stylegan2", "z_dim": 512, "w_dim": 512, "mapping_layers": 2, "channel_base": 32768,
+                         "g_ch": 512, "d_ch": 512, "mixing_prob": 0.0, "mbstd_group": 32, "d_architecture": "orig",
+                         "conv_clamp": None},
+                        {"g": {"name": "concat"}, "d": {"name": "spd"}}, loss=("logistic", "vanilla"),
+                        optim=(0.002, 0.0025, (0.0, 0.99)), style=True),
 }
 STAND_INS = ("torchvision", "torchvision.datasets", "torchvision.utils", "torchvision.transforms", "seaborn",
-             "matplotlib", "matplotlib.pyplot", "kornia", "kornia.filters")
+             "matplotlib", "matplotlib.pyplot", "kornia", "kornia.filters", "requests")
 
 
 def install_stand_ins() -> list[str]:
@@ -124,11 +147,11 @@ class GanforgeSide:
             train["channels_last"] = channels_last  # always explicit: its default (None) lets the family choose
         elif channels_last:
             raise NotSupported("this ganforge has no train.channels_last")
-        _, _, model, conditioning = FAMILIES[family]
-        cfg = from_dict({"data": {"name": "digits", "resolution": 32, "channels": 3}, "model": model,
-                         "conditioning": conditioning,
-                         "loss": {"name": "hinge"}, "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.5, 0.999]},
-                         "train": train})
+        f = FAMILIES[family]
+        g_lr, d_lr, betas = f.optim
+        cfg = from_dict({"data": {"name": "digits", "resolution": 32, "channels": 3}, "model": f.model,
+                         "conditioning": f.conditioning, "loss": {"name": f.loss[1]}, "regularizers": [],
+                         "optim": {"g_lr": g_lr, "d_lr": d_lr, "betas": list(betas)}, "train": train})
         assert cfg.optim.d_steps == 1 and cfg.data.options.get("resolution") == 32
         self.tr = Trainer(cfg, run_dir, progress=False, dist=DistInfo(), device=torch.device("cpu"))
         assert self.tr.parts.num_classes == NUM_CLASSES and tuple(self.tr.dataset.info.shape) == (3, 32, 32)
@@ -146,25 +169,33 @@ class StudioGANSide:
         if str(src) not in sys.path:
             sys.path.insert(0, str(src))
         config, self.misc = importlib.import_module("config"), importlib.import_module("utils.misc")
-        yaml_name, methods, model, _ = FAMILIES[family]
-        c = config.Configurations(str(src / "configs" / "CIFAR10" / yaml_name))
-        c.update_cfgs({"mixed_precision": False, "langevin_sampling": False}, super="RUN")
+        f = FAMILIES[family]
+        c = config.Configurations(str(src / "configs" / "CIFAR10" / f.yaml))
+        c.update_cfgs({"mixed_precision": False, "langevin_sampling": False, "truncation_cutoff": None}, super="RUN")
         c.define_losses()
         M, D = c.MODEL, c.DATA
-        assert (M.backbone, M.g_cond_mtd, M.d_cond_mtd, c.LOSS.adv_loss) == (*methods, "hinge")
+        assert (M.backbone, M.g_cond_mtd, M.d_cond_mtd, c.LOSS.adv_loss) == (*f.methods, f.loss[0])
         self.sample, net = importlib.import_module("utils.sample"), importlib.import_module(f"models.{M.backbone}")
-        assert (D.img_size, D.num_classes, M.z_dim, c.OPTIMIZATION.batch_size) == (32, NUM_CLASSES, model.get("z_dim", 128), BATCH)
+        assert (D.img_size, D.num_classes, M.z_dim, c.OPTIMIZATION.batch_size) == \
+            (32, NUM_CLASSES, f.model.get("z_dim", 128), BATCH)
         torch.manual_seed(0)
-
-        def build(cls: type) -> nn.Module:  # as models/model.py: every MODEL.<arg>, plus the DATA / RUN ones
-            kw = {k: getattr(M, k) for k in inspect.signature(cls).parameters if hasattr(M, k)}
-            return cls(**kw, img_size=D.img_size, num_classes=D.num_classes, mixed_precision=False,
-                       MODULES=c.MODULES, MODEL=M)
-        self.G, self.D = build(net.Generator), build(net.Discriminator)  # sizes: check_same_size asserts them
+        self.style, self.mapping, self.synthesis, self.ema = f.style, None, None, None
+        if f.style:  # its own builder (models/model.py): G with mapping + synthesis, D, G_ema and its EmaStylegan2
+            build_all = importlib.import_module("models.model").load_generator_discriminator
+            self.G, self.mapping, self.synthesis, self.D, _, _, _, self.ema = build_all(
+                DATA=D, OPTIMIZATION=c.OPTIMIZATION, MODEL=M, STYLEGAN=c.STYLEGAN, MODULES=c.MODULES, RUN=c.RUN,
+                device="cpu", logger=None)
+        else:
+            def build(cls: type) -> nn.Module:  # as models/model.py: every MODEL.<arg>, plus the DATA / RUN ones
+                kw = {k: getattr(M, k) for k in inspect.signature(cls).parameters if hasattr(M, k)}
+                return cls(**kw, img_size=D.img_size, num_classes=D.num_classes, mixed_precision=False,
+                           MODULES=c.MODULES, MODEL=M)
+            self.G, self.D = build(net.Generator), build(net.Discriminator)  # sizes: check_same_size asserts them
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.G, self.D = self.G.to(memory_format=self.memory_format), self.D.to(memory_format=self.memory_format)
-        c.define_optimizer(self.G, self.D)  # StudioGAN's Adam: lr 2e-4, betas (0.5, 0.999), eps 1e-6
+        c.define_optimizer(self.G, self.D)  # StudioGAN's Adam (for StyleGAN2 with its lazy-regularization rescale)
         self.cfg, self.reals, self.reals_y, self.bf16 = c, reals, reals_y, bf16  # uint8 images, int64 labels
+        self.steps = 0
 
     def _fakes(self, update_emas: bool) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
@@ -172,7 +203,7 @@ class StudioGANSide:
             z_prior=c.MODEL.z_prior, truncation_factor=-1.0, batch_size=BATCH, z_dim=c.MODEL.z_dim,
             num_classes=c.DATA.num_classes, y_sampler="totally_random", radius=c.LOSS.radius, generator=self.G,
             discriminator=self.D, is_train=True, LOSS=c.LOSS, RUN=c.RUN, MODEL=c.MODEL, device="cpu",
-            is_stylegan=False, generator_mapping=None, generator_synthesis=None,
+            is_stylegan=self.style, generator_mapping=self.mapping, generator_synthesis=self.synthesis,
             style_mixing_p=c.STYLEGAN.style_mixing_p, stylegan_update_emas=update_emas, cal_trsp_cost=False)[:2]
         return fake.contiguous(memory_format=self.memory_format), y
 
@@ -180,8 +211,8 @@ class StudioGANSide:
         c, misc, opt = self.cfg, self.misc, self.cfg.OPTIMIZATION
         # D step (worker.train_discriminator): G frozen, its BN statistics untracked, real batch, fresh z and labels
         misc.make_GAN_trainable(self.G, None, self.D)
-        misc.toggle_grad(model=self.G, grad=False, num_freeze_layers=-1, is_stylegan=False)
-        misc.toggle_grad(model=self.D, grad=True, num_freeze_layers=-1, is_stylegan=False)
+        misc.toggle_grad(model=self.G, grad=False, num_freeze_layers=-1, is_stylegan=self.style)
+        misc.toggle_grad(model=self.D, grad=True, num_freeze_layers=-1, is_stylegan=self.style)
         self.G.apply(misc.untrack_bn_statistics)
         idx = torch.randint(0, len(self.reals), (BATCH,))
         real = self.reals[idx].float().div(127.5).sub(1.0).contiguous(memory_format=self.memory_format)
@@ -195,8 +226,8 @@ class StudioGANSide:
         opt.d_optimizer.step()
         # G step (worker.train_generator): D frozen, fresh z and labels
         misc.make_GAN_trainable(self.G, None, self.D)
-        misc.toggle_grad(model=self.D, grad=False, num_freeze_layers=-1, is_stylegan=False)
-        misc.toggle_grad(model=self.G, grad=True, num_freeze_layers=-1, is_stylegan=False)
+        misc.toggle_grad(model=self.D, grad=False, num_freeze_layers=-1, is_stylegan=self.style)
+        misc.toggle_grad(model=self.G, grad=True, num_freeze_layers=-1, is_stylegan=self.style)
         self.G.apply(misc.track_bn_statistics)
         opt.g_optimizer.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -204,6 +235,9 @@ class StudioGANSide:
             g_loss = c.LOSS.g_loss(self.D(fake, y_fake)["adv_output"], DDP=False)
         g_loss.backward()
         opt.g_optimizer.step()
+        self.steps += 1
+        if self.ema is not None:  # worker.py: G_ema after every G step (StyleGAN2's config: half-life 500 kimg)
+            self.ema.update(self.steps)
 
 
 def check_same_size(gf: GanforgeSide, sg: StudioGANSide) -> dict[str, Any]:
@@ -287,8 +321,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; stand-ins for StudioGAN's imports: "
           f"{', '.join(install_stand_ins()) or 'none'}")
     results = [run_mode(m, src, a) for m in modes]
-    print("\nNote: ganforge's step also updates G_ema (StudioGAN's SNGAN config has no EMA): the ratio is "
-          "conservative.")
+    if not FAMILIES[a.family].style:
+        print("\nNote: ganforge's step also updates G_ema (StudioGAN's side here does not): the ratio is conservative.")
     print(f"batch {BATCH}, {a.rounds} rounds x {a.steps_per_round} steps, medians over rounds\n")
     # The issue's target compares ganforge's recipe with StudioGAN as it ships (fp32): a cross-mode ratio of medians.
     sg_fp32 = next((r["studiogan_img_s"] for r in results if r["mode"] == "fp32" and "skipped" not in r), None)
