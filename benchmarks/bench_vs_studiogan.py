@@ -268,6 +268,10 @@ def timed(step: Callable[[], None], k: int) -> float:
 
 def run_mode(mode: str, src: Path, a: argparse.Namespace) -> dict[str, Any]:
     channels_last, bf16 = MODES[mode]
+    if bf16 and FAMILIES[a.family].style:  # its synthesis blocks assert their dtype: fp16 layers, never autocast
+        why = "StudioGAN's StyleGAN2 asserts its own layer dtypes (its mixed precision is fp16 blocks, not autocast)"
+        print(f"[{mode}] skipped: {why}")
+        return {"mode": mode, "skipped": why}
     with tempfile.TemporaryDirectory(prefix="bench-vs-studiogan-") as run_dir:
         try:
             gf = GanforgeSide(run_dir, channels_last, bf16, a.family)
