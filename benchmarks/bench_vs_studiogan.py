@@ -296,7 +296,8 @@ def run_mode(mode: str, src: Path, a: argparse.Namespace) -> dict[str, Any]:
             rows.append((g, s))
             print(f"[{mode}] round {r}: ganforge {g:.1f} img/s, StudioGAN {s:.1f} img/s, ratio {g / s:.3f}", flush=True)
     g_rates, s_rates, ratios = [g for g, _ in rows], [s for _, s in rows], [g / s for g, s in rows]
-    return {"mode": mode, "studiogan_mode": sg_mode, "ganforge_img_s": statistics.median(g_rates), "studiogan_img_s": statistics.median(s_rates),
+    return {"mode": mode, "studiogan_mode": sg_mode, "ganforge_img_s": statistics.median(g_rates),
+            "studiogan_img_s": statistics.median(s_rates),
             "ratio": statistics.median(ratios), "rounds": {"ganforge": g_rates, "studiogan": s_rates, "ratio": ratios},
             "params": sizes}
 
