@@ -17,10 +17,7 @@ from torch import nn
 
 from ..conditioning.base import GConditioning
 from ..errors import GanforgeError
-
-
-def _up(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="nearest")
+from ..nn.fused_resample import conv_pool, up_conv
 
 
 class BigGANDBlock(nn.Module):
@@ -36,17 +33,16 @@ class BigGANDBlock(nn.Module):
         self.down, self.preact = down, preact
 
     def _skip(self, x: torch.Tensor) -> torch.Tensor:
-        if self.preact:  # conv then pool (the cheaper order is the same function: both are linear)
-            x = x if self.shortcut is None else self.shortcut(x)
+        # BigGAN-PyTorch convolves then pools in pre-activation blocks and pools the image first in D's first block;
+        # for a 1x1 conv both orders are the same function, and conv_pool takes the cheaper one (pool, then conv).
+        if self.shortcut is None:
             return F.avg_pool2d(x, 2) if self.down else x
-        x = F.avg_pool2d(x, 2) if self.down else x  # first block: pool the image, then the 1x1 conv
-        return x if self.shortcut is None else self.shortcut(x)
+        return conv_pool(x, self.shortcut) if self.down else self.shortcut(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(x) if self.preact else x  # out of place: the shortcut needs x itself
-        h = self.conv2(torch.relu(self.conv1(h)))
-        if self.down:
-            h = F.avg_pool2d(h, 2)
+        h = torch.relu(self.conv1(h))
+        h = conv_pool(h, self.conv2) if self.down else self.conv2(h)  # conv then pool as one conv
         return h + self._skip(x)  # (B, out_ch, H/2, W/2) when down
 
 
@@ -74,9 +70,11 @@ class DeepGBlock(nn.Module):
         h = self.conv1(torch.relu(self.norm1(x, c)))  # (B, in/r, H, W)
         h = torch.relu(self.norm2(h, c))
         skip = x[:, :self.out_ch]  # Fig. 16: drop channels, no weights on the skip
-        if self.up:
-            h, skip = _up(h), _up(skip)
-        h = self.conv3(torch.relu(self.norm3(self.conv2(h), c)))
+        if self.up:  # up then conv2, as one conv (nn/fused_resample.py)
+            h, skip = up_conv(h, self.conv2), F.interpolate(skip, scale_factor=2, mode="nearest")
+        else:
+            h = self.conv2(h)
+        h = self.conv3(torch.relu(self.norm3(h, c)))
         h = self.conv4(torch.relu(self.norm4(h, c)))  # (B, out_ch, 2H, 2W) when up
         return h + skip
 

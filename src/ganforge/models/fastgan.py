@@ -37,6 +37,7 @@ from torch import nn
 
 from ..conditioning.base import GConditioning
 from ..errors import GanforgeError
+from ..nn.fused_resample import up_conv
 from ..nn.init import init_weights
 from ..nn.sle import SkipLayerExcitation
 from ..nn.spectral_norm import maybe_sn
@@ -82,8 +83,7 @@ class UpBlock(nn.Module):
         self.norm = g_cond.norm2d(2 * out_ch)
 
     def forward(self, x: torch.Tensor, c: object = None) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return F.glu(self.norm(self.conv(x), c), dim=1)
+        return F.glu(self.norm(up_conv(x, self.conv), c), dim=1)  # up then conv, as one conv
 
 
 class FastGANGenerator(Generator):

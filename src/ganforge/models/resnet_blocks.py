@@ -11,10 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conditioning.base import GConditioning
-
-
-def _up(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="nearest")
+from ..nn.fused_resample import conv_pool, up_conv
 
 
 class GBlock(nn.Module):
@@ -29,9 +26,9 @@ class GBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(_up(torch.relu(self.norm1(x, y))))
+        h = up_conv(torch.relu(self.norm1(x, y)), self.conv1)  # up then conv, as one conv (nn/fused_resample.py)
         h = self.conv2(torch.relu(self.norm2(h, y)))
-        return h + self.shortcut(_up(x))  # (B, out_ch, 2H, 2W)
+        return h + up_conv(x, self.shortcut)  # (B, out_ch, 2H, 2W)
 
 
 class DBlock(nn.Module):
@@ -45,11 +42,11 @@ class DBlock(nn.Module):
         self.down = down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv2(torch.relu(self.conv1(torch.relu(x))))
-        s = x if self.shortcut is None else self.shortcut(x)
-        if self.down:
-            h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
-        return h + s
+        h = torch.relu(self.conv1(torch.relu(x)))
+        if not self.down:
+            return self.conv2(h) + (x if self.shortcut is None else self.shortcut(x))
+        s = F.avg_pool2d(x, 2) if self.shortcut is None else conv_pool(x, self.shortcut)
+        return conv_pool(h, self.conv2) + s  # conv then pool, as one conv (nn/fused_resample.py)
 
 
 class OptimizedDBlock(nn.Module):
@@ -62,5 +59,5 @@ class OptimizedDBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.avg_pool2d(self.conv2(torch.relu(self.conv1(x))), 2)
-        return h + self.shortcut(F.avg_pool2d(x, 2))  # (B, out_ch, H/2, W/2)
+        h = conv_pool(torch.relu(self.conv1(x)), self.conv2)
+        return h + conv_pool(x, self.shortcut)  # (B, out_ch, H/2, W/2)
