@@ -175,6 +175,7 @@ PYRAMIDS = {  # (input side, [(channels, side)] input side first): the stage str
     "inception-fid": (299, [(192, 71), (288, 35), (768, 17), (2048, 8)]),
     "digits-classifier": (8, [(32, 8), (64, 4)]),
     "stacked-digits-classifier": (8, [(96, 8), (192, 4)]),  # each channel's maps, side by side
+    "efficientnet-lite0": (64, [(24, 16), (40, 8), (112, 4), (320, 2)]),
 }
 
 

@@ -69,6 +69,14 @@ KNOWN_WEIGHTS: dict[str, WeightsInfo] = {
         sha256=None,
         description="DINOv2 ViT-B/14",
     ),
+    # only the sha256's first 8 hex digits (0aa007d2) are published, in the file name (torch.hub's convention)
+    "tf-efficientnet-lite0": WeightsInfo(
+        url=("https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
+             "tf_efficientnet_lite0-0aa007d2.pth"),
+        filename="tf_efficientnet_lite0-0aa007d2.pth",
+        sha256=None,
+        description="EfficientNet-lite0 (timm tf_efficientnet_lite0, ImageNet)",
+    ),
 }
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}

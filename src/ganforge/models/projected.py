@@ -3,10 +3,11 @@
 D looks at images through a frozen pretrained feature network and judges them at several scales:
 
 - Feature network. Any backbone of the evaluation registry that names its stages (`pyramid_layers`:
-  resnet50 layer1-4, inception-fid Conv2d_4a/Mixed_5d/6e/7c, the (stacked-)digits-classifier's two conv stages),
-  run on a differentiable resize of the image to `input_size` (default: the backbone's own protocol size) with the
-  backbone's normalization (metrics/backbones/pyramid.py). The paper's best network, EfficientNet-lite0, is not in
-  the registry.
+  efficientnet-lite0 blocks.1/2/4/6, resnet50 layer1-4, inception-fid Conv2d_4a/Mixed_5d/6e/7c, the
+  (stacked-)digits-classifier's two conv stages), run on a differentiable resize of the image to `input_size`
+  (default: the backbone's own protocol size) with the backbone's normalization (metrics/backbones/pyramid.py). The
+  paper's best network, EfficientNet-lite0 (timm tf_efficientnet_lite0, its 24/40/112/320-channel levels at /4 to
+  /32), is `backbone: efficientnet-lite0`.
 - Cross-channel mixing (CCM): a random 1x1 conv per scale to `proj_ch * 2^i` channels (`expand`, as the paper's
   code) or `proj_ch`. Cross-scale mixing (CSM), the paper code's fusion blocks: from the deepest scale up, add the
   deeper output, upsample x2 (bilinear), random 1x1 conv (FeatureMixer). Both random (PyTorch's default init, fixed
@@ -197,8 +198,8 @@ def projected(*, img_shape: tuple, num_classes: int, g_cond: GConditioning, gene
     Args:
         generator: the family whose G is used (paper: fastgan); z_dim and g_ch go to it where it has them,
             g_options holds its other options.
-        backbone: feature network, a registered evaluation backbone with pyramid_layers (resnet50, inception-fid,
-            digits-classifier).
+        backbone: feature network, a registered evaluation backbone with pyramid_layers (resnet50,
+            efficientnet-lite0, inception-fid, digits-classifier).
         backbone_weights: its weights (None: the backbone's standard file; "random": seeded init, for tests).
         input_size: side (or [h, w]) images are resized to before the feature network (None: its protocol size).
         proj_ch, expand: CCM width of the first scale, doubled per scale when expand (paper: 64, true).

@@ -38,6 +38,10 @@ def _normalize_imagenet(x: torch.Tensor) -> torch.Tensor:
     return (x / 255.0 - mean) / std
 
 
+def _normalize_half(x: torch.Tensor) -> torch.Tensor:
+    return x / 127.5 - 1.0  # [-1, 1]: timm's mean = std = (0.5, 0.5, 0.5) on [0, 1] images (tf_efficientnet_lite*)
+
+
 def _normalize_unit(x: torch.Tensor) -> torch.Tensor:
     return x / 255.0
 
@@ -50,6 +54,7 @@ def _normalize_none(x: torch.Tensor) -> torch.Tensor:
 NORMALIZATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "inception": _normalize_inception,
     "imagenet": _normalize_imagenet,
+    "half": _normalize_half,
     "unit": _normalize_unit,
     "none": _normalize_none,
 }

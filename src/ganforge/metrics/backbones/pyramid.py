@@ -43,13 +43,15 @@ def check_pyramid(backbone, where: str, name: str | None = None) -> tuple[str, .
 
 def differentiable_resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, *size) with autograd (and double backward): area averaging for the "area" protocol when
-    shrinking, else bilinear (antialiased when shrinking), half-pixel centres."""
+    shrinking, else bilinear with half-pixel centres, antialiased when shrinking except under the "torch-bilinear"
+    protocol (plain F.interpolate, as Projected GAN's own code resizes for EfficientNet-lite0)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     shrink = size[0] <= x.shape[-2] and size[1] <= x.shape[-1]
     if mode == "area" and shrink:
         return F.adaptive_avg_pool2d(x, size)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                         antialias=shrink and mode != "torch-bilinear")
 
 
 def to_backbone_input(backbone: Backbone, x: torch.Tensor, input_size: tuple[int, int] | None) -> torch.Tensor:
