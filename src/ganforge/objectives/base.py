@@ -29,6 +29,7 @@ two terms that need D(real) run D once.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +38,7 @@ from torch import nn
 
 from ..augment.base import Augment
 from ..conditioning.base import DOutput
+from ..nn.compiled import eager
 from ..training.rng import SampleRNG
 
 
@@ -148,6 +150,10 @@ class Context:
     def D_of(self, x: torch.Tensor, y: torch.Tensor | None, features: bool = False) -> DOutput:
         """D on augmented `x` (not cached: for terms that need gradients w.r.t. their own inputs)."""
         return self.D_raw(self.augmented(x), y, features)
+
+    def eager(self) -> contextlib.AbstractContextManager:
+        """G and D uncompiled inside the block (train.compile): for graphs that are differentiated twice."""
+        return eager(self.G, self.D)
 
     def _cached(self, key: str, fn: Callable[[], Any]) -> Any:
         if key not in self._cache:

@@ -23,7 +23,8 @@ def input_gradient(ctx: Context, x: torch.Tensor, y: torch.Tensor | None) -> tor
         y: labels for D (or None).
     """
     x = x.detach().requires_grad_(True)
-    adv = ctx.D_of(x, y).adv  # (B,)
+    with ctx.eager():  # differentiated twice: not through train.compile's graphs (nn/compiled.py)
+        adv = ctx.D_of(x, y).adv  # (B,)
     # Each D(x_i) depends only on x_i, so the gradient of the sum gives every per-sample gradient at once.
     (grad,) = torch.autograd.grad(adv.float().sum(), x, create_graph=True)
     return grad.float().flatten(1)  # (B, N)

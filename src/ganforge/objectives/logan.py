@@ -82,7 +82,8 @@ class LatentOptimisation(ObjectiveTerm):
         rng = ctx.sample_rng()
         other = ctx.D if ctx.phase == "G" else ctx.G
         z = z0
-        with torch.autocast(device_type=z0.device.type, enabled=False), torch.enable_grad(), frozen(other):
+        with torch.autocast(device_type=z0.device.type, enabled=False), torch.enable_grad(), frozen(other), \
+                ctx.eager():  # differentiated twice: not through train.compile's graphs (nn/compiled.py)
             for _ in range(self.steps):
                 adv = ctx.D_raw(ctx.G(z, ctx.y_fake), ctx.y_fake).adv.float()  # (B,)
                 # D(G(z_i)) depends on z_i only, so the gradient of the sum gives every per-sample gradient at once.

@@ -56,7 +56,8 @@ class MatchingAwareGP(ObjectiveTerm):
         x = ctx.real.detach().requires_grad_(True)
         e = sentence_vectors(ctx.y_real, self.text_dim, x.shape[0], f"{NAME}: y_real")
         e = e.detach().requires_grad_(True)
-        adv = ctx.D_of(x, e).adv  # (B,), through the augmentation
+        with ctx.eager():  # differentiated twice: not through train.compile's graphs (nn/compiled.py)
+            adv = ctx.D_of(x, e).adv  # (B,), through the augmentation
         # Each D(x_i, e_i) depends only on (x_i, e_i), so the gradient of the sum gives every per-sample gradient.
         gx, ge = torch.autograd.grad(adv.float().sum(), (x, e), create_graph=True, allow_unused=True)
         gx = torch.zeros_like(x) if gx is None else gx

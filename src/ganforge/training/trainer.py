@@ -71,6 +71,9 @@ class Trainer:
             if isinstance(term, torch.nn.Module):
                 term.to(device)
         self.channels_last = self._memory_format()
+        if cfg.train.compile:  # in place: state_dict keys stay those of the eager modules (checkpoints, exports)
+            self.G.compile()
+            self.D.compile()
         for net in (self.G, self.D, self.G_ema):
             manual_power_iteration(net)  # spectral norm: one power step per update of its network (Miyato Alg. 1)
         self.phases = build_phases(list(self.terms.values()))
