@@ -37,9 +37,11 @@ def count(m) -> int:
 
 def ganforge_counts(preset: Path) -> dict:
     from ganforge.config import load_config
+    from ganforge.config_files import load_raw
     from ganforge.training.build import build_models
 
-    cfg = load_config(preset)
+    # a frozen pretrained D network (projected) counts the same with seeded weights, and needs no download
+    cfg = load_config(preset, ["model.backbone_weights=random"] if "backbone" in load_raw(preset)["model"] else [])
     info = SimpleNamespace(shape=(3, 32, 32), num_classes=10)
     G, D, k = build_models(cfg, SimpleNamespace(info=info))
     return {"preset": preset.stem, "model": cfg.model.name, "g_cond": cfg.g_cond.name, "d_head": cfg.d_head.name,

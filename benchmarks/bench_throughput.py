@@ -2,13 +2,14 @@
 
 Each (architecture, mode) runs in its own subprocess (so peak RSS is its own): a few warm-up steps, then timed steps
 of the full training step (D phase + G phase + EMA). Modes: fp32, cl (channels-last), bf16 (autocast), bf16+cl, and
-fp16 on CUDA. The families of PRESET_CASES run with their CIFAR-10 preset's model section (hinge loss, no
-conditioning, 32 px). `--rounds R` repeats the whole table R times, interleaving the modes, and reports the median of
+fp16 on CUDA; any mode with a "+compile" suffix (e.g. bf16+cl+compile) also sets `train.compile` (the warm-up steps
+then include the compilation: give at least 2). The families of PRESET_CASES run with their CIFAR-10 preset's model
+section (hinge loss, no conditioning, 32 px). `--rounds R` repeats the whole table R times, interleaving the modes, and reports the median of
 each cell and its ratio to fp32 in the same round (the machine is shared and noisy: ratios are the reliable figure).
 
     python benchmarks/bench_throughput.py [--steps 20] [--rounds 3] [--device cpu|cuda]
                                           [--archs mlp,dcgan,resnet,sagan,biggan,...]
-                                          [--modes fp32,cl,bf16,bf16+cl] [--threads N]
+                                          [--modes fp32,cl,bf16,bf16+cl,bf16+cl+compile] [--threads N]
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def case(arch: str) -> tuple[dict, dict]:
 
 MODES = {"fp32": ("none", False), "cl": ("none", True), "bf16": ("bf16", False), "bf16+cl": ("bf16", True),
          "fp16": ("fp16", False), "fp16+cl": ("fp16", True)}
+COMPILE = "+compile"  # mode suffix: train.compile on
 
 
 def run_one(arch: str, steps: int, device: str, mode: str, warmup: int, threads: int) -> dict:
@@ -61,10 +63,11 @@ def run_one(arch: str, steps: int, device: str, mode: str, warmup: int, threads:
     import tempfile
 
     data, model = case(arch)
-    amp, channels_last = MODES[mode]
+    compiled = mode.endswith(COMPILE)
+    amp, channels_last = MODES[mode.removesuffix(COMPILE)]
     cfg = from_dict({"data": data, "model": model, "loss": {"name": "hinge"},
                      "train": {"batch_size": 64, "amp": amp, "channels_last": channels_last, "device": device,
-                               "tensorboard": False, "threads": threads}})
+                               "tensorboard": False, "threads": threads, "compile": compiled}})
     with tempfile.TemporaryDirectory() as d:
         tr = Trainer(cfg, d, progress=False, dist=DistInfo(), device=torch.device(device))
         for _ in range(warmup):
@@ -96,7 +99,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--archs", default=",".join([*CASES, *PRESET_CASES]))
     p.add_argument("--modes", default=None, help="comma list of " + ", ".join(MODES) +
-                   "; default fp32,cl,bf16,bf16+cl (plus fp16 on CUDA)")
+                   " (each optionally +compile); default fp32,cl,bf16,bf16+cl (plus fp16 on CUDA)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
@@ -105,6 +108,9 @@ def main() -> None:
         return
     default = "fp32,cl,bf16,bf16+cl" + (",fp16" if a.device.startswith("cuda") else "")
     modes = (a.modes or default).split(",")
+    unknown = [m for m in modes if m.removesuffix(COMPILE) not in MODES]
+    if unknown:
+        p.error(f"--modes: unknown {unknown}; choose from {', '.join(MODES)}, each optionally with {COMPILE}")
     results: dict[tuple[str, str], list[dict]] = {}
     for _ in range(a.rounds):
         for arch in a.archs.split(","):
