@@ -24,7 +24,8 @@ from run_pool import run_all, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "src" / "ganforge" / "configs"
-FAMILY_PRESETS = ("dcgan", "sagan", "biggan", "biggan-deep", "stylegan2", "r3gan", "fastgan", "projected", "vitgan")
+FAMILY_PRESETS = ("dcgan", "sagan", "biggan", "biggan-deep", "stylegan2", "r3gan", "fastgan", "projected", "vitgan",
+                  "san")
 EVAL = {  # dataset -> (backbone, samples)
     "digits": ("digits-classifier", 2000),
     "stacked-digits": ("stacked-digits-classifier", 10000),
