@@ -76,3 +76,30 @@ def test_fused_under_bf16_autocast_and_channels_last_stays_close(fused, referenc
 def test_convs_the_identities_do_not_cover_run_the_plain_pair(conv, fused, reference):
     x = torch.randn(1, 2, 8, 8)
     assert torch.equal(fused(x, conv), reference(x, conv))
+
+
+@pytest.mark.parametrize("fused,reference", [(up_conv, _reference_up), (conv_pool, _reference_pool)])
+def test_a_hooked_conv_runs_as_itself_so_the_hook_sees_its_full_resolution_output(fused, reference):
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    x = torch.randn(1, 2, 8, 8)
+    seen = []
+    handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape)))
+    try:
+        out = fused(x, conv)
+    finally:
+        handle.remove()
+    side = 16 if fused is up_conv else 8  # the conv's own output: after the upsampling, before the pooling
+    assert seen == [(1, 3, side, side)]
+    assert torch.equal(out, reference(x, conv))
+
+
+def test_dissection_lists_the_convs_inside_resnet_blocks():
+    from ganforge.explore.dissect import feature_maps
+    from ganforge.registries import ARCHITECTURES, G_CONDITIONING, load_all
+
+    load_all()
+    g_cond = G_CONDITIONING.build("none", {})
+    pair = ARCHITECTURES.build("resnet", {"g_ch": 8, "d_ch": 8, "z_dim": 8}, img_shape=(3, 16, 16), num_classes=0,
+                               g_cond=g_cond)
+    names = {m.name for m in feature_maps(pair.G)}
+    assert {"blocks.0.conv1", "blocks.0.shortcut"} <= names

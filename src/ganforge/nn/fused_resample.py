@@ -16,7 +16,9 @@ The zero padding of the original pairs maps onto the zero padding of the fused c
 (tests: float64 agreement to 1e-12, gradients included). Per output pixel a fused 3x3 pair costs 4 multiply-adds per
 channel pair instead of 9; on CPU the fused conv runs about 2x faster forward + backward
 (benchmarks/bench_fused_resample.py). The modules keep their ordinary `nn.Conv2d` (spectral norm, init and
-state_dict keys unchanged): these functions read `conv.weight` (the normalized one under SN) and `conv.bias`.
+state_dict keys unchanged): these functions read `conv.weight` (the normalized one under SN) and `conv.bias`. A conv
+with forward hooks (GAN Dissection's feature maps and interventions, SeFa's call records) runs as itself, after or
+before the resampling, so the hooks see its call and its full-resolution output.
 """
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ POOL = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=torch.fl
 
 
 def _plain(conv: nn.Conv2d, k: int) -> bool:
-    """Whether `conv` is a k x k 'same' conv these identities hold for (stride 1, dilation 1, no groups, zero pad)."""
+    """Whether `conv` is a k x k 'same' conv these identities hold for (stride 1, dilation 1, no groups, zero pad)
+    and nothing observes its calls (no forward hooks on it, no global ones)."""
     pad = (k - 1) // 2
-    return (conv.kernel_size == (k, k) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding == (pad, pad) and conv.padding_mode == "zeros")
+    hooked = (conv._forward_hooks or conv._forward_pre_hooks or nn.modules.module._global_forward_hooks
+              or nn.modules.module._global_forward_pre_hooks)
+    return (not hooked and conv.kernel_size == (k, k) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and conv.groups == 1 and conv.padding == (pad, pad) and conv.padding_mode == "zeros")
 
 
 def _taps(weight: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
